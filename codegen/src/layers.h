@@ -1,0 +1,71 @@
+// The math of every layer kind: forward and adjoint definitions as Halide Funcs, one file per kind
+// (private to codegen). How the Funcs run is decided later, by schedules/.
+//
+// The adjoints are written by hand rather than derived with Halide::propagate_adjoints: the
+// derived ones cannot differentiate max-pooling written as an RDom maximum, and they come out as
+// scatter-shaped updates that schedule poorly. Hand-written ones are gathers (each gradient
+// element is one reduction) which vectorise and parallelise like the forward pass.
+#pragma once
+
+#include "value.h"
+
+#include <convgen/schedules/stages.h>
+
+#include <string>
+
+namespace convgen::codegen {
+
+using schedules::ConvGeometry;
+using schedules::PoolGeometry;
+
+// Zero outside [0, extent) in every per-sample dim, so that reads beyond a tensor (padding, or
+// lanes past the last channel when a schedule rounds a loop up to a vector) are defined.
+// `bounded` holds the extents of the leading dims; `unbounded_dims` trailing dims (the batch) pass through.
+Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>& bounded, int unbounded_dims,
+                           const std::string& name, const Halide::Expr& fill = 0.0f);
+inline Halide::Func zero_extended(const Value& value, const std::string& name, const Halide::Expr& fill = 0.0f) {
+    return zero_extended(value.func, value.extents, 1, name, fill);
+}
+
+// Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky); `bias` may be undefined.
+schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
+                                              const Halide::Func& weight, const Halide::Func& bias);
+schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
+                                                const Value& output_grad, bool has_bias, bool need_input_grad,
+                                                const Halide::Expr& batch);
+
+// Max pooling; with `with_argmax` the output is a Tuple (max, index of the first maximum in the
+// window in row-major order), the index being what the backward pass needs.
+schedules::PoolForwardStages max_pool_forward(const std::string& name, const Value& input, const PoolGeometry& geometry,
+                                              bool with_argmax);
+schedules::PoolBackwardStages max_pool_backward(const std::string& name, const schedules::PoolForwardStages& forward,
+                                                const Value& output_grad);
+// Average pooling counts padded positions, as PyTorch's default count_include_pad=True.
+schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Value& input, const PoolGeometry& geometry);
+schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const PoolGeometry& geometry,
+                                                const Value& output_grad);
+
+// Dense over every per-sample dim of its input (a flattened image is read in place); the
+// weight is held as (o, input dims...) and `bias` may be undefined.
+schedules::DenseForwardStages dense_forward(const std::string& name, const Value& input, int64_t out_features,
+                                            const Halide::Func& weight, const Halide::Func& bias);
+schedules::DenseBackwardStages dense_backward(const std::string& name, const Value& input, int64_t out_features,
+                                              const Halide::Func& weight, const Value& output_grad, bool has_bias,
+                                              bool need_input_grad, const Halide::Expr& batch);
+
+// ReLU; its adjoint is written on the output, so the input need not be kept for the backward pass.
+Halide::Func relu_forward(const std::string& name, const Value& input);
+Halide::Func relu_backward(const std::string& name, const Value& output, const Value& output_grad);
+
+// Softmax cross-entropy against int32 labels, mean over the batch.
+schedules::LossStages softmax_cross_entropy(const std::string& name, const Value& logits, const Halide::Func& labels,
+                                            const Halide::Expr& batch, bool training);
+
+// SGD with momentum and weight decay, PyTorch's formulation (dampening 0, no Nesterov):
+// v' = momentum * v + (g + weight_decay * w);  w' = w - learning_rate * v'.
+schedules::ParameterUpdateStages sgd_momentum_update(const std::string& name, const Halide::Func& value,
+                                                     const Halide::Func& velocity, const Halide::Func& gradient,
+                                                     int dimensions, const Halide::Expr& learning_rate,
+                                                     const Halide::Expr& momentum, const Halide::Expr& weight_decay);
+
+}  // namespace convgen::codegen

@@ -1,0 +1,79 @@
+// conv2d: out(o, x, y, n) = bias(o) + sum_{i, kx, ky} w(o, i, kx, ky) * in(i, x*s + kx - p, y*s + ky - p, n)
+#include "../layers.h"
+
+namespace convgen::codegen {
+
+using Halide::Expr;
+using Halide::Func;
+using Halide::RDom;
+
+schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& g,
+                                              const Func& weight, const Func& bias) {
+    const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    schedules::Conv2dForwardStages stages;
+    stages.geometry = g;
+    stages.padded_input = zero_extended(input, name + "_padded_input");
+    stages.weight = zero_extended(weight, {g.out_channels, g.in_channels, g.kernel, g.kernel}, 0, name + "_weight");
+    stages.reduction = RDom(0, static_cast<int>(g.in_channels), 0, static_cast<int>(g.kernel), 0,
+                            static_cast<int>(g.kernel), name + "_r");
+    const auto& r = stages.reduction;
+
+    Func out(name);
+    // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
+    out(c, x, y, n) = bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
+    out(c, x, y, n) += stages.weight(c, r.x, r.y, r.z) *
+                       stages.padded_input(r.x, x * int(g.stride) + r.y - int(g.padding),
+                                           y * int(g.stride) + r.z - int(g.padding), n);
+    stages.output = out;
+    return stages;
+}
+
+schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
+                                                const Value& output_grad, bool has_bias, bool need_input_grad,
+                                                const Expr& batch) {
+    const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
+    const ConvGeometry& g = forward.geometry;
+    const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding);
+    schedules::Conv2dBackwardStages stages;
+    stages.geometry = g;
+    stages.weight = forward.weight;
+
+    // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(i, x*s + kx - p, y*s + ky - p, n)
+    stages.weight_grad_reduction =
+        RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_weight_grad_r");
+    const auto& rw = stages.weight_grad_reduction;
+    stages.weight_grad = Func(name + "_weight_grad");
+    stages.weight_grad(o, i, kx, ky) = 0.0f;
+    stages.weight_grad(o, i, kx, ky) +=
+        output_grad.func(o, rw.x, rw.y, rw.z) *
+        forward.padded_input(i, rw.x * stride + kx - padding, rw.y * stride + ky - padding, rw.z);
+
+    if (has_bias) {
+        stages.bias_grad_reduction =
+            RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_bias_grad_r");
+        const auto& rb = stages.bias_grad_reduction;
+        stages.bias_grad = Func(name + "_bias_grad");
+        stages.bias_grad(o) = 0.0f;
+        stages.bias_grad(o) += output_grad.func(o, rb.x, rb.y, rb.z);
+    }
+
+    if (need_input_grad) {
+        // din(i, x, y, n) = sum_{o, kx, ky} w(o, i, kx, ky) * dout(o, (x + p - kx)/s, (y + p - ky)/s, n),
+        // over the output positions whose window covers (x, y).
+        stages.padded_output_grad = zero_extended(output_grad, name + "_padded_output_grad");
+        stages.input_grad_reduction = RDom(0, static_cast<int>(g.out_channels), 0, static_cast<int>(g.kernel), 0,
+                                           static_cast<int>(g.kernel), name + "_input_grad_r");
+        const auto& r = stages.input_grad_reduction;
+        Expr source_x = x + padding - r.y, source_y = y + padding - r.z;
+        Expr term = forward.weight(r.x, c, r.y, r.z) *
+                    stages.padded_output_grad(r.x, source_x / stride, source_y / stride, n);
+        if (stride > 1) term = select(source_x % stride == 0 && source_y % stride == 0, term, 0.0f);
+        stages.input_grad = Func(name + "_input_grad");
+        stages.input_grad(c, x, y, n) = 0.0f;
+        stages.input_grad(c, x, y, n) += term;
+    }
+    return stages;
+}
+
+}  // namespace convgen::codegen

@@ -1,0 +1,36 @@
+// CPU schedules, one function per stage kind. Each applies a parameterised schedule: the
+// parameters come from the schedule database when it has the layer's signature, otherwise from
+// the default heuristics in this folder.
+#pragma once
+
+#include <convgen/schedules/database.h>
+#include <convgen/schedules/stages.h>
+
+namespace convgen::schedules {
+
+struct Context {
+    Halide::Target target;
+    bool training = false;
+    const ScheduleDatabase* database = nullptr;  // may be null: heuristics only
+
+    int vector_width() const { return target.natural_vector_size<float>(); }
+};
+
+namespace cpu {
+
+// `fused_pool`, when given, is the only consumer of the conv: the conv is computed inside the
+// pool's loop nest, so no full-size conv output is ever stored.
+void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context,
+                             const PoolForwardStages* fused_pool);
+void schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context);
+void schedule_pool_forward(PoolForwardStages stages, const Context& context);
+void schedule_pool_backward(PoolBackwardStages stages, const Context& context);
+void schedule_dense_forward(DenseForwardStages stages, const Context& context);
+void schedule_dense_backward(DenseBackwardStages stages, const Context& context);
+// A pointwise stage that is stored (computed at root): relu outputs, relu adjoints.
+void schedule_elementwise(ElementwiseStage stage, const Context& context);
+void schedule_loss(LossStages stages, const Context& context);
+void schedule_parameter_update(ParameterUpdateStages stages, const Context& context);
+
+}  // namespace cpu
+}  // namespace convgen::schedules

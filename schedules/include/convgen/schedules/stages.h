@@ -1,0 +1,104 @@
+// The Halide stages each layer kind's algorithm produces, handed to the schedules. The algorithm
+// (codegen/) fills these; the schedules (this folder) decide how they run. Nothing here says what
+// a stage computes.
+//
+// Dimension order, everywhere: images are Funcs over (c, x, y, n), channels innermost in memory;
+// feature vectors over (f, n). Weights are stored with output channels innermost.
+#pragma once
+
+#include <Halide.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convgen::schedules {
+
+// Shapes a schedule may look at, free of the DSL's types.
+struct ConvGeometry {
+    int64_t in_channels = 0, out_channels = 0;
+    int64_t in_width = 0, in_height = 0;
+    int64_t out_width = 0, out_height = 0;
+    int64_t kernel = 0, stride = 1, padding = 0;
+};
+
+struct PoolGeometry {
+    int64_t channels = 0;
+    int64_t in_width = 0, in_height = 0;
+    int64_t out_width = 0, out_height = 0;
+    int64_t kernel = 0, stride = 1, padding = 0;
+};
+
+struct Conv2dForwardStages {
+    ConvGeometry geometry;
+    Halide::Func padded_input;  // zero-extended input, (c, x, y, n)
+    Halide::Func weight;        // zero-extended weights, (co, ci, kx, ky)
+    Halide::Func output;        // bias, then the reduction over (ci, kx, ky)
+    Halide::RDom reduction;
+};
+
+struct Conv2dBackwardStages {
+    ConvGeometry geometry;
+    Halide::Func weight;              // the forward pass's zero-extended weights, (o, i, kx, ky)
+    Halide::Func padded_output_grad;  // zero-extended d_output, (co, x, y, n)
+    Halide::Func input_grad;          // undefined when no gradient flows to the input
+    Halide::RDom input_grad_reduction;
+    Halide::Func weight_grad;  // (co, ci, kx, ky)
+    Halide::RDom weight_grad_reduction;
+    Halide::Func bias_grad;  // undefined without bias
+    Halide::RDom bias_grad_reduction;
+};
+
+struct PoolForwardStages {
+    PoolGeometry geometry;
+    Halide::Func padded_input;
+    Halide::Func output;  // (c, x, y, n); for max pooling in training a Tuple (max, argmax)
+};
+
+struct PoolBackwardStages {
+    PoolGeometry geometry;
+    Halide::Func input_grad;
+};
+
+struct DenseForwardStages {
+    int64_t in_features = 0, out_features = 0;
+    Halide::Func output;  // (f, n)
+    Halide::RDom reduction;
+};
+
+struct DenseBackwardStages {
+    int64_t in_features = 0, out_features = 0;
+    int input_dimensions = 1;  // 1 for (f, n), 3 for (c, x, y, n) inputs read through flatten
+    int64_t input_innermost_extent = 0;
+    Halide::Func weight;  // (o, input dims...)
+    Halide::Func input_grad;   // undefined when not needed
+    Halide::RDom input_grad_reduction;
+    Halide::Func weight_grad;  // (o, input dims...)
+    Halide::RDom weight_grad_reduction;
+    Halide::Func bias_grad;
+    Halide::RDom bias_grad_reduction;
+};
+
+struct ElementwiseStage {
+    Halide::Func func;
+    int dimensions = 4;  // including the batch
+    int64_t innermost_extent = 0;
+};
+
+struct LossStages {
+    int64_t classes = 0;
+    Halide::Func row_max, row_sum;  // per sample (n)
+    Halide::Func loss;              // 0-D output
+    Halide::RDom batch;
+    Halide::Func correct;         // 0-D output: how many argmax == label
+    Halide::Func logits_grad;     // (k, n), undefined in inference
+    Halide::Func probabilities;   // (k, n), inference output
+};
+
+struct ParameterUpdateStages {
+    int dimensions = 1;
+    int64_t innermost_extent = 0;
+    Halide::Func new_value, new_velocity;
+};
+
+}  // namespace convgen::schedules

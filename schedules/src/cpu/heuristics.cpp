@@ -1,0 +1,41 @@
+#include "heuristics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace convgen::schedules::cpu {
+
+std::string conv_signature(const char* stage, const ConvGeometry& g, bool fused_pool) {
+    return fmt::format("{}:in{}x{}x{}:out{}:k{}:s{}:p{}{}", stage, g.in_channels, g.in_height, g.in_width,
+                       g.out_channels, g.kernel, g.stride, g.padding, fused_pool ? ":fused_pool" : "");
+}
+
+std::string dense_signature(const char* stage, int64_t in_features, int64_t out_features) {
+    return fmt::format("{}:in{}:out{}", stage, in_features, out_features);
+}
+
+std::string target_key(const Halide::Target& target) {
+    return target.without_feature(Halide::Target::UserContext).without_feature(Halide::Target::NoRuntime).to_string();
+}
+
+ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults) {
+    if (context.database == nullptr) return defaults;
+    const std::optional<ScheduleParameters> tuned =
+        context.database->find(target_key(context.target), signature);
+    if (!tuned) return defaults;
+    for (const auto& [key, value] : *tuned) defaults[key] = value;
+    return defaults;
+}
+
+int register_tile_width(int64_t width, int channel_vectors, int registers) {
+    // Leave a few registers for the weight vectors and the broadcast input.
+    const int budget = std::max(1, (registers - channel_vectors - 2) / std::max(1, channel_vectors));
+    const int limit = static_cast<int>(std::min<int64_t>(width, budget));
+    for (int tile = limit; tile >= std::max(2, limit / 2); tile--) {
+        if (width % tile == 0) return tile;
+    }
+    return limit;
+}
+
+}  // namespace convgen::schedules::cpu

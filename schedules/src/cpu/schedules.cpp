@@ -1,0 +1,224 @@
+// CPU schedules in the style of Halide's apps/conv_layer: channels innermost and vectorised,
+// a register tile of (channel vectors x output pixels) per reduction step, parallel over rows
+// of the batch. Internal buffers may be rounded up to whole vectors: the algorithm zero-extends
+// every tensor read through a boundary, so lanes past the last channel compute harmless zeros.
+#include "heuristics.h"
+
+#include <algorithm>
+
+namespace convgen::schedules::cpu {
+
+using Halide::Func;
+using Halide::RVar;
+using Halide::TailStrategy;
+using Halide::Var;
+
+namespace {
+
+int registers(const Context& context) { return context.target.has_feature(Halide::Target::AVX512) ? 32 : 16; }
+
+int vectors_for(int64_t channels, int width) { return static_cast<int>((channels + width - 1) / width); }
+
+// (c, x, y, n) stored at root and computed in parallel over rows of every sample.
+void rows_in_parallel(Func f) {
+    const std::vector<Var> v = f.args();
+    Var rows("rows");
+    f.fuse(v[2], v[3], rows).parallel(rows);
+}
+
+// A zero-extended copy of a tensor, computed once per call; the select of the boundary stays out
+// of the consumer's inner loop.
+void copy_at_root(Func f, int vector_width, int64_t innermost_extent) {
+    f.compute_root();
+    const std::vector<Var> v = f.args();
+    if (innermost_extent % vector_width == 0) f.vectorize(v[0], vector_width);
+    if (v.size() == 4) {
+        rows_in_parallel(f);
+    }
+}
+
+// Pure vars of a stored feature/image tensor: vectorise the innermost, parallel over the batch.
+void stored_elementwise(Func f, int vector_width) {
+    f.compute_root();
+    const std::vector<Var> v = f.args();
+    f.vectorize(v[0], vector_width, TailStrategy::RoundUp);
+    if (v.size() == 4) {
+        rows_in_parallel(f);
+    } else if (v.size() >= 2) {
+        f.parallel(v.back());
+    }
+}
+
+// A copy of a weight Func for `consumer`, stored with its second dim innermost.
+void transposed_copy(Func weight, Func consumer) {
+    Func copy = weight.in(consumer);
+    const std::vector<Var> v = copy.args();
+    std::vector<Var> order = v;
+    std::swap(order[0], order[1]);
+    copy.compute_root().reorder_storage(order);
+}
+
+}  // namespace
+
+void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool) {
+    const ConvGeometry& g = s.geometry;
+    const int vw = context.vector_width();
+    const int channel_vectors = vectors_for(g.out_channels, vw);
+    ScheduleParameters p =
+        choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
+               {{"tile_x", register_tile_width(g.out_width, channel_vectors, registers(context))}});
+
+    copy_at_root(s.weight, vw, g.out_channels);
+    copy_at_root(s.padded_input, vw, g.in_channels);
+
+    Func out = s.output;
+    const std::vector<Var> v = out.args();
+    const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
+    const auto& r = s.reduction;
+    Var xo("xo"), xi("xi"), co("co"), ci("ci");
+    if (pool) {
+        // The pool owns the loop nest; the conv rows one pool row needs are computed inside it.
+        Func p_out = pool->output;
+        p_out.compute_root();
+        const std::vector<Var> pv = p_out.args();
+        p_out.vectorize(pv[0], vw, TailStrategy::RoundUp);
+        Var rows("rows");
+        p_out.fuse(pv[2], pv[3], rows).parallel(rows);
+        out.compute_at(p_out, rows);
+    } else {
+        out.compute_root();
+        Var rows("rows");
+        out.fuse(y, n, rows).parallel(rows);
+        out.update().fuse(y, n, rows).parallel(rows);
+    }
+    out.vectorize(c, vw, TailStrategy::RoundUp);
+    out.update()
+        .split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
+        .split(c, co, ci, vw, TailStrategy::RoundUp)
+        .reorder(ci, xi, co, r.x, r.y, r.z, xo)
+        .vectorize(ci)
+        .unroll(xi);
+    if (channel_vectors <= 4) out.update().reorder(ci, xi, co, r.x, r.y, r.z, xo).unroll(co);
+}
+
+void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
+    const ConvGeometry& g = s.geometry;
+    const int vw = context.vector_width();
+
+    // dW(o, i, kx, ky): vectors over o, the kx taps unrolled so one d_output vector feeds k FMAs;
+    // the batch is split into chunks reduced in parallel, then summed.
+    {
+        Func w = s.weight_grad;
+        const std::vector<Var> v = w.args();
+        const auto& r = s.weight_grad_reduction;
+        ScheduleParameters p = choose(context, conv_signature("conv2d_weight_grad", g, false), {{"batch_chunk", 8}});
+        w.compute_root();
+        w.vectorize(v[0], vw, TailStrategy::RoundUp);
+        RVar chunk("chunk"), within("within");
+        Var u("u");
+        Func partial = w.update().split(r.z, chunk, within, p["batch_chunk"], TailStrategy::GuardWithIf)
+                           .rfactor(chunk, u);
+        partial.compute_root();
+        const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
+        partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
+        Var oo("oo"), oi("oi");
+        partial.update()
+            .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
+            .reorder(oi, pv[2], r.x, r.y, within, oo, pv[1], pv[3], u)
+            .vectorize(oi)
+            .unroll(pv[2])
+            .parallel(u);
+        w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
+    }
+    if (s.bias_grad.defined()) {
+        s.bias_grad.compute_root().vectorize(s.bias_grad.args()[0], vw, TailStrategy::RoundUp);
+        s.bias_grad.update().vectorize(s.bias_grad.args()[0], vw, TailStrategy::RoundUp);
+    }
+    if (s.input_grad.defined()) {
+        copy_at_root(s.padded_output_grad, vw, g.out_channels);
+        Func din = s.input_grad;
+        const std::vector<Var> v = din.args();
+        const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
+        const auto& r = s.input_grad_reduction;
+        const int channel_vectors = vectors_for(g.in_channels, vw);
+        ScheduleParameters p =
+            choose(context, conv_signature("conv2d_input_grad", g, false),
+                   {{"tile_x", register_tile_width(g.in_width, channel_vectors, registers(context))}});
+        din.compute_root();
+        Var rows("rows"), xo("xo"), xi("xi"), co("co"), ci("ci");
+        din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
+        din.update()
+            .split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
+            .split(c, co, ci, vw, TailStrategy::RoundUp)
+            .reorder(ci, xi, co, r.x, r.y, r.z, xo, y, n)
+            .vectorize(ci)
+            .unroll(xi)
+            .fuse(y, n, rows)
+            .parallel(rows);
+        // The weights transposed once per call, input channels innermost, so the vector over
+        // input channels is one contiguous load.
+        transposed_copy(s.weight, din);
+    }
+}
+
+void schedule_pool_forward(PoolForwardStages s, const Context& context) {
+    copy_at_root(s.padded_input, context.vector_width(), s.geometry.channels);
+    stored_elementwise(s.output, context.vector_width());
+}
+
+void schedule_pool_backward(PoolBackwardStages s, const Context& context) {
+    stored_elementwise(s.input_grad, context.vector_width());
+}
+
+void schedule_dense_forward(DenseForwardStages s, const Context& context) {
+    const int vw = context.vector_width();
+    Func out = s.output;
+    const std::vector<Var> v = out.args();  // (f, n)
+    TailStrategy tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+    out.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
+    out.update().vectorize(v[0], vw, tail).parallel(v[1]);
+}
+
+void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
+    const int vw = context.vector_width();
+    TailStrategy out_tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+    {
+        Func w = s.weight_grad;
+        const std::vector<Var> v = w.args();  // (o, input dims...)
+        w.compute_root().vectorize(v[0], vw, out_tail).parallel(v.back());
+        w.update().vectorize(v[0], vw, out_tail).parallel(v.back());
+    }
+    if (s.bias_grad.defined()) {
+        s.bias_grad.compute_root().vectorize(s.bias_grad.args()[0], vw, out_tail);
+        s.bias_grad.update().vectorize(s.bias_grad.args()[0], vw, out_tail);
+    }
+    if (s.input_grad.defined()) {
+        Func din = s.input_grad;
+        const std::vector<Var> v = din.args();  // (input dims..., n)
+        TailStrategy tail = s.input_innermost_extent % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+        transposed_copy(s.weight, din);
+        din.compute_root().vectorize(v[0], vw, tail).parallel(v.back());
+        din.update().vectorize(v[0], vw, tail).parallel(v.back());
+    }
+}
+
+void schedule_elementwise(ElementwiseStage stage, const Context& context) {
+    stored_elementwise(stage.func, context.vector_width());
+}
+
+void schedule_loss(LossStages s, const Context& context) {
+    (void)context;
+    s.row_max.compute_root();
+    s.row_sum.compute_root();
+    if (s.logits_grad.defined()) s.logits_grad.compute_root();
+}
+
+void schedule_parameter_update(ParameterUpdateStages s, const Context& context) {
+    const int vw = context.vector_width();
+    if (s.innermost_extent >= vw) {
+        s.new_value.vectorize(s.new_value.args()[0], vw, TailStrategy::GuardWithIf);
+        s.new_velocity.vectorize(s.new_velocity.args()[0], vw, TailStrategy::GuardWithIf);
+    }
+}
+
+}  // namespace convgen::schedules::cpu
