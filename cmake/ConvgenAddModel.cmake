@@ -1,4 +1,5 @@
-# convgen_add_model(<name> SOURCE <model.cpp> [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>])
+# convgen_add_model(<name> SOURCE <model.cpp> [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>]
+#                   [TARGETS <TARGET:SUFFIX>...])
 #
 # Builds the model's generator from <model.cpp> (a file that defines the model with the DSL and
 # registers it with CONVGEN_MODEL), runs it at build time, and makes a static library target
@@ -15,7 +16,10 @@ set(CONVGEN_CPU_TARGETS
     CACHE STRING "Halide targets (TARGET:SUFFIX) compiled into every generated CPU library")
 
 function(convgen_add_model name)
-    cmake_parse_arguments(ARG "" "SOURCE;MODEL;OUTPUT_DIR;SCHEDULES" "" ${ARGN})
+    cmake_parse_arguments(ARG "" "SOURCE;MODEL;OUTPUT_DIR;SCHEDULES" "TARGETS" ${ARGN})
+    if(NOT ARG_TARGETS)
+        set(ARG_TARGETS ${CONVGEN_CPU_TARGETS})
+    endif()
     if(NOT ARG_SOURCE)
         list(POP_FRONT ARG_UNPARSED_ARGUMENTS ARG_SOURCE)
     endif()
@@ -33,11 +37,11 @@ function(convgen_add_model name)
     target_link_libraries(${name}_generator PRIVATE convgen_generator_main convgen::dsl)
 
     set(suffixes)
-    foreach(target_and_suffix IN LISTS CONVGEN_CPU_TARGETS)
+    foreach(target_and_suffix IN LISTS ARG_TARGETS)
         string(REGEX REPLACE "^.*:" "" suffix "${target_and_suffix}")
         list(APPEND suffixes ${suffix})
     endforeach()
-    list(JOIN CONVGEN_CPU_TARGETS "," targets_argument)
+    list(JOIN ARG_TARGETS "," targets_argument)
     list(LENGTH suffixes target_count)
 
     set(dir "${ARG_OUTPUT_DIR}")

@@ -82,23 +82,18 @@ std::vector<int> Graph::consumers(int id) const {
 std::vector<ParameterSpec> Graph::parameters() const {
     std::vector<ParameterSpec> result;
     for (const Node& n : nodes_) {
-        // He initialisation keeps activations' variance through ReLU layers; the layer that feeds
-        // the loss (no ReLU after it) gets Glorot's, as in the original LeNet/Keras practice.
-        const std::vector<int> next = consumers(n.id);
-        const bool feeds_relu = !next.empty() && nodes_[static_cast<size_t>(next[0])].kind == LayerKind::relu;
-        const Initializer weight_init = feeds_relu ? Initializer::he_normal : Initializer::glorot_uniform;
         if (n.kind == LayerKind::conv2d) {
             const auto& a = n.attributes_as<Conv2dAttributes>();
             const int64_t in_channels = node(n.inputs[0]).shape[0];
             const int64_t window = a.kernel * a.kernel;
             result.push_back({n.name + ".weight", n.id, Shape{a.out_channels, in_channels, a.kernel, a.kernel},
-                              weight_init, in_channels * window, a.out_channels * window});
+                              a.weight_init, in_channels * window, a.out_channels * window});
             if (a.bias) result.push_back({n.name + ".bias", n.id, Shape{a.out_channels}, Initializer::zeros, 0, 0});
         } else if (n.kind == LayerKind::dense) {
             const auto& a = n.attributes_as<DenseAttributes>();
             const int64_t in_features = node(n.inputs[0]).shape.elements();
-            result.push_back({n.name + ".weight", n.id, Shape{a.out_features, in_features}, weight_init, in_features,
-                              a.out_features});
+            result.push_back({n.name + ".weight", n.id, Shape{a.out_features, in_features}, a.weight_init,
+                              in_features, a.out_features});
             if (a.bias) result.push_back({n.name + ".bias", n.id, Shape{a.out_features}, Initializer::zeros, 0, 0});
         }
     }

@@ -89,7 +89,8 @@ Tensor conv2d(const Tensor& x, int64_t out_channels, int64_t kernel, const Conv2
     Node node;
     node.kind = LayerKind::conv2d;
     node.name = options.name;
-    node.attributes = Conv2dAttributes{out_channels, kernel, options.stride, options.padding, options.bias};
+    node.attributes =
+        Conv2dAttributes{out_channels, kernel, options.stride, options.padding, options.bias, options.weight_init};
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<Conv2dAttributes>();
         require_image(n, in);
@@ -149,7 +150,7 @@ Tensor dense(const Tensor& x, int64_t out_features, const DenseOptions& options)
     Node node;
     node.kind = LayerKind::dense;
     node.name = options.name;
-    node.attributes = DenseAttributes{out_features, options.bias};
+    node.attributes = DenseAttributes{out_features, options.bias, options.weight_init};
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<DenseAttributes>();
         if (in.rank() != 1) {

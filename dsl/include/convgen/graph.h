@@ -15,12 +15,18 @@ enum class LayerKind { input, conv2d, relu, max_pool, avg_pool, flatten, dense }
 
 std::string to_string(LayerKind kind);
 
+// How the generated library initialises a weight from its seed: Glorot/Xavier uniform
+// (U(+-sqrt(6 / (fan_in + fan_out))), the Keras default) or He/Kaiming normal
+// (N(0, 2 / fan_in)). Biases start at zero.
+enum class Initializer { zeros, he_normal, glorot_uniform };
+
 struct Conv2dAttributes {
     int64_t out_channels = 0;
     int64_t kernel = 0;
     int64_t stride = 1;
     int64_t padding = 0;
     bool bias = true;
+    Initializer weight_init = Initializer::glorot_uniform;
 };
 
 struct PoolAttributes {
@@ -32,6 +38,7 @@ struct PoolAttributes {
 struct DenseAttributes {
     int64_t out_features = 0;
     bool bias = true;
+    Initializer weight_init = Initializer::glorot_uniform;
 };
 
 using LayerAttributes = std::variant<std::monostate, Conv2dAttributes, PoolAttributes, DenseAttributes>;
@@ -47,9 +54,6 @@ struct Node {
     template <typename T>
     const T& attributes_as() const { return std::get<T>(attributes); }
 };
-
-// How a parameter is initialised by the generated library from its seed.
-enum class Initializer { zeros, he_normal, glorot_uniform };
 
 struct ParameterSpec {
     std::string name;  // "<layer>.weight" / "<layer>.bias", as in a PyTorch state dict

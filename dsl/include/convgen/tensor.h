@@ -42,6 +42,7 @@ struct Conv2dOptions {
     int64_t padding = 0;
     bool bias = true;
     std::string name;
+    Initializer weight_init = Initializer::glorot_uniform;
 };
 Tensor conv2d(const Tensor& x, int64_t out_channels, int64_t kernel, const Conv2dOptions& options = {});
 LayerFunction conv2d(int64_t out_channels, int64_t kernel, const Conv2dOptions& options = {});
@@ -59,6 +60,7 @@ LayerFunction avg_pool(int64_t kernel, const PoolOptions& options = {});
 struct DenseOptions {
     bool bias = true;
     std::string name;
+    Initializer weight_init = Initializer::glorot_uniform;
 };
 Tensor dense(const Tensor& x, int64_t out_features, const DenseOptions& options = {});
 LayerFunction dense(int64_t out_features, const DenseOptions& options = {});

@@ -69,6 +69,9 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
                {{"tile_x", register_tile_width(g.out_width, channel_vectors, registers(context))}});
 
     copy_at_root(s.weight, vw, g.out_channels);
+    // Every lane the vectorised conv reads is written: output channels padded with zeros up to
+    // whole vectors.
+    s.weight.bound(s.weight.args()[0], 0, static_cast<int>(channel_vectors * vw));
     copy_at_root(s.padded_input, vw, g.in_channels);
 
     Func out = s.output;
