@@ -134,7 +134,7 @@ class Lowering {
         schedules::LossStages loss = softmax_cross_entropy("loss", logits, Func(), batch_, false);
         schedules::cpu::schedule_loss(loss, context_);
         constrain_dense(loss.probabilities.output_buffer(), {model_.classes(), 0}, true);
-        LoweredPipeline lowered{model_.name() + "_predict", Halide::Pipeline(loss.probabilities), {images_}};
+        LoweredPipeline lowered{Halide::Pipeline(loss.probabilities), {images_}};
         for (const Parameter& p : parameters_) lowered.arguments.push_back(p.value);
         return lowered;
     }
@@ -151,8 +151,7 @@ class Lowering {
         lower_backward();
 
         std::vector<Func> outputs = {loss.loss, loss.correct};
-        LoweredPipeline lowered{model_.name() + "_train_step", {}, {images_, labels_, learning_rate_, momentum_,
-                                                                     weight_decay_}};
+        LoweredPipeline lowered{{}, {images_, labels_, learning_rate_, momentum_, weight_decay_}};
         for (const Parameter& p : parameters_) {
             if (!p.gradient.defined()) {
                 throw ModelError(fmt::format("model '{}': parameter '{}' receives no gradient", model_.name(),

@@ -95,13 +95,14 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         out.update().fuse(y, n, rows).parallel(rows);
     }
     out.vectorize(c, vw, TailStrategy::RoundUp);
-    out.update()
-        .split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
+    // The register tile: channel vectors x tile_x pixels of accumulators, the reduction around it.
+    Halide::Stage update = out.update();
+    update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
         .split(c, co, ci, vw, TailStrategy::RoundUp)
         .reorder(ci, xi, co, r.x, r.y, r.z, xo)
         .vectorize(ci)
         .unroll(xi);
-    if (channel_vectors <= 4) out.update().reorder(ci, xi, co, r.x, r.y, r.z, xo).unroll(co);
+    if (channel_vectors <= 4) update.unroll(co);
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {

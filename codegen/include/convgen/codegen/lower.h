@@ -22,7 +22,6 @@ struct ParameterLayout {
 };
 
 struct LoweredPipeline {
-    std::string function_name;  // "<model>_train_step" / "<model>_predict"
     Halide::Pipeline pipeline;
     std::vector<Halide::Argument> arguments;  // in call order, outputs excluded
 };
