@@ -41,7 +41,7 @@ struct Conv2dOptions {
     int64_t stride = 1;
     int64_t padding = 0;
     bool bias = true;
-    std::string name;
+    std::string name{};
     Initializer weight_init = Initializer::glorot_uniform;
 };
 Tensor conv2d(const Tensor& x, int64_t out_channels, int64_t kernel, const Conv2dOptions& options = {});
@@ -50,7 +50,7 @@ LayerFunction conv2d(int64_t out_channels, int64_t kernel, const Conv2dOptions& 
 struct PoolOptions {
     int64_t stride = 0;  // 0 means "same as the kernel", as in PyTorch
     int64_t padding = 0;
-    std::string name;
+    std::string name{};
 };
 Tensor max_pool(const Tensor& x, int64_t kernel, const PoolOptions& options = {});
 LayerFunction max_pool(int64_t kernel, const PoolOptions& options = {});
@@ -59,7 +59,7 @@ LayerFunction avg_pool(int64_t kernel, const PoolOptions& options = {});
 
 struct DenseOptions {
     bool bias = true;
-    std::string name;
+    std::string name{};
     Initializer weight_init = Initializer::glorot_uniform;
 };
 Tensor dense(const Tensor& x, int64_t out_features, const DenseOptions& options = {});
