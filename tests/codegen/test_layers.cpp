@@ -1,0 +1,881 @@
+// The math of every layer kind, forward and backward, run as codegen builds it and as the CPU
+// schedules lay it out (loops rounded up to whole vectors, fused stages, rfactored reductions),
+// against the double-precision loops of tests/reference/. Gradients are checked against central
+// differences of the reference's L = sum(out * g) for a random upstream gradient g.
+#include "layers.h"
+#include "reference/reference.h"
+
+#include <convgen/codegen/lower.h>
+#include <convgen/model.h>
+#include <convgen/schedules/cpu.h>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace convgen::codegen;
+namespace ref = convgen::reference;
+namespace schedules = convgen::schedules;
+namespace cpu = convgen::schedules::cpu;
+using convgen::schedules::Context;
+using Halide::Buffer;
+using Halide::Func;
+
+Context cpu_context(bool training) {
+    return Context{Halide::get_jit_target_from_environment(), training, nullptr};
+}
+
+class Random {
+  public:
+    explicit Random(unsigned seed) : engine_(seed) {}
+
+    // Rounded to float, so that the reference and the pipeline read the same numbers.
+    double uniform(double low, double high) {
+        return static_cast<float>(std::uniform_real_distribution<double>(low, high)(engine_));
+    }
+    int integer(int low, int high) { return std::uniform_int_distribution<int>(low, high)(engine_); }
+
+    std::vector<double> values(int count, double low = -1.0, double high = 1.0) {
+        std::vector<double> v(static_cast<size_t>(count));
+        for (double& e : v) e = uniform(low, high);
+        return v;
+    }
+    ref::Tensor tensor(int n, int c, int h, int w, double low = -1.0, double high = 1.0) {
+        ref::Tensor t(n, c, h, w);
+        t.data = values(static_cast<int>(t.size()), low, high);
+        return t;
+    }
+    // Values in (-1, 1) at least 2/size apart, so that no pooling window has a tie, even after a
+    // finite-difference step.
+    ref::Tensor distinct_tensor(int n, int c, int h, int w) {
+        ref::Tensor t(n, c, h, w);
+        std::vector<int> order(t.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), engine_);
+        for (size_t i = 0; i < t.size(); i++) {
+            t.data[i] = static_cast<float>((order[i] + 0.5) / static_cast<double>(t.size()) * 2.0 - 1.0);
+        }
+        return t;
+    }
+    // Magnitudes in [0.05, 1] with random signs: no value lies where a finite difference would
+    // cross the kink of a ReLU.
+    ref::Tensor away_from_zero(int n, int c, int h, int w) {
+        ref::Tensor t = tensor(n, c, h, w, 0.05, 1.0);
+        for (double& v : t.data) v = integer(0, 1) ? v : -v;
+        return t;
+    }
+    // Every index of a small tensor; 30 random ones and both ends of a larger one.
+    std::vector<size_t> sample(size_t size) {
+        std::vector<size_t> indices(size);
+        std::iota(indices.begin(), indices.end(), size_t{0});
+        if (size <= 300) return indices;
+        std::shuffle(indices.begin() + 1, indices.end() - 1, engine_);
+        indices.resize(30);
+        indices.push_back(size - 1);
+        return indices;
+    }
+
+  private:
+    std::mt19937 engine_;
+};
+
+// Layout conversions between reference tensors and Halide buffers.
+// Images: NCHW <-> (c, x, y, n).
+Buffer<float> image_buffer(const ref::Tensor& t) {
+    Buffer<float> b(t.c, t.w, t.h, t.n);
+    for (int n = 0; n < t.n; n++)
+        for (int c = 0; c < t.c; c++)
+            for (int y = 0; y < t.h; y++)
+                for (int x = 0; x < t.w; x++) b(c, x, y, n) = static_cast<float>(t(n, c, y, x));
+    return b;
+}
+ref::Tensor from_image_buffer(const Buffer<float>& b) {
+    ref::Tensor t(b.dim(3).extent(), b.dim(0).extent(), b.dim(2).extent(), b.dim(1).extent());
+    for (int n = 0; n < t.n; n++)
+        for (int c = 0; c < t.c; c++)
+            for (int y = 0; y < t.h; y++)
+                for (int x = 0; x < t.w; x++) t(n, c, y, x) = b(c, x, y, n);
+    return t;
+}
+// Conv weights: OIHW weight[o][i][ky][kx] <-> (o, i, kx, ky).
+Buffer<float> conv_weight_buffer(const ref::Tensor& w) {
+    Buffer<float> b(w.n, w.c, w.w, w.h);
+    for (int o = 0; o < w.n; o++)
+        for (int i = 0; i < w.c; i++)
+            for (int ky = 0; ky < w.h; ky++)
+                for (int kx = 0; kx < w.w; kx++) b(o, i, kx, ky) = static_cast<float>(w(o, i, ky, kx));
+    return b;
+}
+ref::Tensor from_conv_weight_buffer(const Buffer<float>& b) {
+    ref::Tensor w(b.dim(0).extent(), b.dim(1).extent(), b.dim(3).extent(), b.dim(2).extent());
+    for (int o = 0; o < w.n; o++)
+        for (int i = 0; i < w.c; i++)
+            for (int ky = 0; ky < w.h; ky++)
+                for (int kx = 0; kx < w.w; kx++) w(o, i, ky, kx) = b(o, i, kx, ky);
+    return w;
+}
+// Any buffer whose dims are already in the reference's flat order, innermost first (feature
+// vectors (f, n) <-> (n, f, 1, 1), biases, parameters of the SGD update).
+Buffer<float> flat_buffer(const std::vector<double>& values, const std::vector<int>& extents) {
+    Buffer<float> b(extents);
+    for (size_t i = 0; i < values.size(); i++) b.data()[i] = static_cast<float>(values[i]);
+    return b;
+}
+std::vector<double> from_flat_buffer(const Buffer<float>& b) {
+    return std::vector<double>(b.data(), b.data() + b.number_of_elements());
+}
+
+// An activation as a pipeline's internal Func presents it to the next layer: defined everywhere
+// (zero outside the tensor), so that a schedule may compute lanes past its edge.
+Value activation(Buffer<float>& buffer, const std::vector<int64_t>& extents, const std::string& name) {
+    return Value{zero_extended(Func(buffer), extents, 1, name), extents};
+}
+
+// A pure copy of `stage`, realized in its place: the stage becomes an internal Func whose
+// schedule may round its loops past the output's extents (TailStrategy::RoundUp), as it does
+// inside a generated pipeline.
+Func exact_output(const Func& stage) {
+    Func out(stage.name() + "_exact");
+    const std::vector<Halide::Var> args = stage.args();
+    out(args) = stage(args);
+    return out;
+}
+
+// The value of a max pool's (max, argmax) Tuple, as the lowering reads it.
+Func first_of_tuple(const Func& tuple, const std::string& name) {
+    Func value(name);
+    value(Dims::c, Dims::x, Dims::y, Dims::n) = tuple(Dims::c, Dims::x, Dims::y, Dims::n)[0];
+    return value;
+}
+
+// Compiles `outputs` as one pipeline for the host and realizes them into `buffers`. Each output's
+// extents are fixed at compile time, as the lowering fixes its outputs' shapes (constrain_dense):
+// schedules unroll loops whose extents follow from them. A failure (a bounds error, say) fails
+// the test with Halide's message instead of ending the run.
+bool realize(const std::vector<Func>& outputs, std::vector<Buffer<>> buffers) {
+    try {
+        size_t next = 0;
+        for (const Func& output : outputs) {
+            // A Tuple's other buffers share the bounds of its first.
+            REQUIRE(next < buffers.size());
+            const Buffer<>& buffer = buffers[next];
+            Halide::OutputImageParam param = output.output_buffers()[0];
+            for (int d = 0; d < buffer.dimensions(); d++) param.dim(d).set_bounds(0, buffer.dim(d).extent());
+            next += output.outputs();
+        }
+        Halide::Pipeline pipeline(outputs);
+        Halide::Realization realization(buffers);
+        pipeline.realize(realization, Halide::get_jit_target_from_environment());
+        return true;
+    } catch (const Halide::Error& error) {
+        FAIL_CHECK("Halide failed: " << std::string(error.what()));
+        return false;
+    }
+}
+
+// Every element within `tolerance` of the expected value, relative to max(|expected|, 1). A
+// failure names the worst element by its flat index in the reference's layout: `indices[i]` when
+// the elements are a sample of a larger tensor.
+void check_close(const std::vector<double>& actual, const std::vector<double>& expected, double tolerance,
+                 const std::string& what, const std::vector<size_t>& indices = {}) {
+    REQUIRE(actual.size() == expected.size());
+    if (actual.empty()) return;
+    size_t mismatches = 0, worst = 0;
+    double worst_error = 0.0;
+    for (size_t i = 0; i < actual.size(); i++) {
+        const double error = std::abs(actual[i] - expected[i]) / std::max(std::abs(expected[i]), 1.0);
+        if (!(error <= tolerance)) mismatches++;
+        if (!(error <= worst_error)) {
+            worst_error = error;
+            worst = i;
+        }
+    }
+    CHECK_MESSAGE(mismatches == 0,
+                  fmt::format("{}: {} of {} elements off by more than {}; the worst, at flat index "
+                              "{}: {} where {} was expected",
+                              what, mismatches, actual.size(), tolerance, indices.empty() ? worst : indices[worst],
+                              actual[worst], expected[worst]));
+}
+
+// `computed` (the pipeline's gradient, in the reference's layout) against central differences
+// of `loss` with respect to the elements of `values` that `random` samples.
+void check_gradient(std::vector<double>& values, const std::vector<double>& computed,
+                    const std::function<double()>& loss, Random& random, const std::string& what, double step = 1e-6,
+                    double tolerance = 1e-3) {
+    REQUIRE(values.size() == computed.size());
+    const std::vector<size_t> indices = random.sample(values.size());
+    std::vector<double> actual, expected;
+    for (size_t i : indices) {
+        actual.push_back(computed[i]);
+        expected.push_back(ref::central_difference(values[i], loss, step));
+    }
+    check_close(actual, expected, tolerance, what + " against central differences", indices);
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv2d
+
+struct ConvCase {
+    int batch, in_channels, height, width, out_channels, kernel, stride, padding;
+    bool bias = true;
+};
+
+std::string describe(const ConvCase& t) {
+    return fmt::format("conv2d: batch {}, input {}x{}x{} (CxHxW), {} outputs, kernel {}, stride {}, padding {}{}",
+                       t.batch, t.in_channels, t.height, t.width, t.out_channels, t.kernel, t.stride, t.padding,
+                       t.bias ? "" : ", no bias");
+}
+
+void check_conv2d(const ConvCase& t, unsigned seed) {
+    INFO(describe(t));
+    Random random(seed);
+    ref::Tensor input = random.tensor(t.batch, t.in_channels, t.height, t.width);
+    ref::Tensor weight = random.tensor(t.out_channels, t.in_channels, t.kernel, t.kernel);
+    std::vector<double> bias = t.bias ? random.values(t.out_channels) : std::vector<double>{};
+    const ref::Tensor expected = ref::conv2d(input, weight, bias, t.stride, t.padding);
+    const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
+
+    const ConvGeometry g{t.in_channels, t.out_channels, t.width,  t.height, expected.w,
+                         expected.h,    t.kernel,       t.stride, t.padding};
+    Buffer<float> input_buffer = image_buffer(input), weight_buffer = conv_weight_buffer(weight),
+                  bias_buffer = flat_buffer(bias, {std::max(t.out_channels, 1)}),
+                  grad_buffer = image_buffer(output_grad);
+    // The input read directly, as a network's first layer reads the images.
+    const Value in{Func(input_buffer), {t.in_channels, t.width, t.height}};
+    const schedules::Conv2dForwardStages forward =
+        conv2d_forward("conv", in, g, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func());
+    const schedules::Conv2dBackwardStages backward =
+        conv2d_backward("conv", forward, activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout"),
+                        t.bias, true, t.batch);
+    const Context context = cpu_context(true);
+    cpu::schedule_conv2d_forward(forward, context, nullptr);
+    cpu::schedule_conv2d_backward(backward, context);
+
+    Buffer<float> out(t.out_channels, expected.w, expected.h, t.batch),
+        input_grad(t.in_channels, t.width, t.height, t.batch),
+        weight_grad(t.out_channels, t.in_channels, t.kernel, t.kernel), bias_grad(t.out_channels);
+    std::vector<Func> outputs = {exact_output(forward.output), exact_output(backward.input_grad),
+                                 exact_output(backward.weight_grad)};
+    std::vector<Buffer<>> buffers = {out, input_grad, weight_grad};
+    if (t.bias) {
+        outputs.push_back(exact_output(backward.bias_grad));
+        buffers.push_back(bias_grad);
+    }
+    if (!realize(outputs, buffers)) return;
+
+    check_close(from_image_buffer(out).data, expected.data, 1e-4, "forward output");
+    auto loss = [&] {
+        return ref::sum_of_products(ref::conv2d(input, weight, bias, t.stride, t.padding), output_grad);
+    };
+    check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
+    check_gradient(weight.data, from_conv_weight_buffer(weight_grad).data, loss, random, "weight_grad");
+    if (t.bias) check_gradient(bias, from_flat_buffer(bias_grad), loss, random, "bias_grad");
+}
+
+TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch's conv2d under the CPU schedule") {
+    // Channels below, at and above the AVX2 vector width, odd sizes, every stride/padding mix.
+    const ConvCase cases[] = {
+        {1, 1, 7, 9, 6, 5, 1, 2},   // LeNet's first layer, smaller
+        {3, 3, 9, 8, 8, 3, 2, 1},   // stride 2 over an even width, odd height
+        {3, 6, 6, 7, 16, 3, 1, 0},  // two output channel vectors, no padding
+        {2, 8, 5, 5, 3, 1, 1, 0},   // 1x1 kernel, 3 outputs rounded up to a vector
+        {1, 16, 9, 7, 6, 5, 2, 2},  // kernel 5, stride 2, padding 2
+        {3, 3, 5, 6, 8, 3, 1, 1, false},
+    };
+    unsigned seed = 1;
+    for (const ConvCase& t : cases) check_conv2d(t, seed++);
+}
+
+TEST_CASE("conv2d weight and bias gradients sum every sample when the batch spans several parallel chunks") {
+    // batch_chunk is 8 by default: 19 samples make two full chunks and a partial one.
+    check_conv2d({19, 2, 5, 4, 3, 3, 1, 1}, 100);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+struct PoolCase {
+    int batch, channels, height, width, kernel, stride, padding;
+};
+
+std::string describe(const PoolCase& t) {
+    return fmt::format("pool: batch {}, input {}x{}x{} (CxHxW), kernel {}, stride {}, padding {}", t.batch, t.channels,
+                       t.height, t.width, t.kernel, t.stride, t.padding);
+}
+
+schedules::PoolGeometry pool_geometry(const PoolCase& t) {
+    return {t.channels,
+            t.width,
+            t.height,
+            ref::pooled_size(t.width, t.kernel, t.stride, t.padding),
+            ref::pooled_size(t.height, t.kernel, t.stride, t.padding),
+            t.kernel,
+            t.stride,
+            t.padding};
+}
+
+const PoolCase pool_cases[] = {
+    {1, 1, 8, 8, 2, 2, 0},    // the classic 2x2
+    {2, 3, 5, 7, 2, 2, 0},    // odd sizes: the last row and column belong to no window
+    {3, 6, 9, 7, 3, 2, 1},    // overlapping windows with padding
+    {3, 8, 7, 7, 3, 1, 1},    // stride 1: every input is in up to 9 windows
+    {1, 16, 11, 9, 5, 2, 2},  // kernel 5, padding 2
+};
+
+// With `ties`, the input holds only -1, 0 and 1, so most windows have several maxima: the first
+// one in row-major order must be chosen, and the gradient must go to it alone.
+void check_max_pool(const PoolCase& t, unsigned seed, bool ties = false) {
+    INFO(describe(t) << (ties ? ", with ties" : ""));
+    Random random(seed);
+    ref::Tensor input = random.distinct_tensor(t.batch, t.channels, t.height, t.width);
+    if (ties) {
+        for (double& v : input.data) v = random.integer(-1, 1);
+    }
+    ref::Tensor expected_argmax;
+    const ref::Tensor expected = ref::max_pool(input, t.kernel, t.stride, t.padding, &expected_argmax);
+    const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
+
+    Buffer<float> input_buffer = image_buffer(input), grad_buffer = image_buffer(output_grad);
+    const Value in{Func(input_buffer), {t.channels, t.width, t.height}};
+    const schedules::PoolForwardStages forward = max_pool_forward("pool", in, pool_geometry(t), true);
+    const schedules::PoolBackwardStages backward =
+        max_pool_backward("pool", forward, activation(grad_buffer, {t.channels, expected.w, expected.h}, "dout"));
+    const Context context = cpu_context(true);
+    cpu::schedule_pool_forward(forward, context);
+    cpu::schedule_pool_backward(backward, context);
+
+    Buffer<float> out(t.channels, expected.w, expected.h, t.batch), input_grad(t.channels, t.width, t.height, t.batch);
+    Buffer<uint8_t> argmax(t.channels, expected.w, expected.h, t.batch);
+    if (!realize({exact_output(forward.output), exact_output(backward.input_grad)}, {out, argmax, input_grad})) {
+        return;
+    }
+
+    check_close(from_image_buffer(out).data, expected.data, 1e-6, "forward output");
+    size_t wrong_indices = 0;
+    argmax.for_each_element([&](int c, int x, int y, int n) {
+        if (argmax(c, x, y, n) != expected_argmax(n, c, y, x)) wrong_indices++;
+    });
+    CHECK_MESSAGE(wrong_indices == 0, wrong_indices << " argmax indices differ from the first maximum in the window");
+    if (ties) {
+        check_close(from_image_buffer(input_grad).data,
+                    ref::max_pool_backward(input, expected_argmax, output_grad, t.kernel, t.stride, t.padding).data,
+                    1e-5, "input_grad");
+        return;
+    }
+    auto loss = [&] { return ref::sum_of_products(ref::max_pool(input, t.kernel, t.stride, t.padding), output_grad); };
+    check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
+}
+
+void check_avg_pool(const PoolCase& t, unsigned seed) {
+    INFO(describe(t));
+    Random random(seed);
+    ref::Tensor input = random.tensor(t.batch, t.channels, t.height, t.width);
+    const ref::Tensor expected = ref::avg_pool(input, t.kernel, t.stride, t.padding);
+    const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
+
+    Buffer<float> input_buffer = image_buffer(input), grad_buffer = image_buffer(output_grad);
+    const Value in{Func(input_buffer), {t.channels, t.width, t.height}};
+    const schedules::PoolForwardStages forward = avg_pool_forward("pool", in, pool_geometry(t));
+    const schedules::PoolBackwardStages backward = avg_pool_backward(
+        "pool", pool_geometry(t), activation(grad_buffer, {t.channels, expected.w, expected.h}, "dout"));
+    const Context context = cpu_context(true);
+    cpu::schedule_pool_forward(forward, context);
+    cpu::schedule_pool_backward(backward, context);
+
+    Buffer<float> out(t.channels, expected.w, expected.h, t.batch), input_grad(t.channels, t.width, t.height, t.batch);
+    if (!realize({exact_output(forward.output), exact_output(backward.input_grad)}, {out, input_grad})) return;
+
+    check_close(from_image_buffer(out).data, expected.data, 1e-4, "forward output");
+    auto loss = [&] { return ref::sum_of_products(ref::avg_pool(input, t.kernel, t.stride, t.padding), output_grad); };
+    check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
+}
+
+TEST_CASE("max_pool returns PyTorch's maxima and first-maximum indices, and routes each gradient to its argmax") {
+    unsigned seed = 200;
+    for (const PoolCase& t : pool_cases) check_max_pool(t, seed++);
+}
+
+TEST_CASE("max_pool picks the first of tied maxima in row-major window order and gives it the whole gradient") {
+    check_max_pool(pool_cases[2], 250, true);
+    check_max_pool(pool_cases[3], 251, true);
+}
+
+TEST_CASE("avg_pool divides by the whole window, padding included, and spreads each gradient over it") {
+    unsigned seed = 300;
+    for (const PoolCase& t : {pool_cases[1], pool_cases[2], pool_cases[4]}) check_avg_pool(t, seed++);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dense
+
+struct DenseCase {
+    int batch, channels, height, width;  // an image input when height * width > 1, else {channels} features
+    int out_features;
+    bool bias = true;
+};
+
+std::string describe(const DenseCase& t) {
+    return fmt::format("dense: batch {}, input {}x{}x{}, {} outputs{}", t.batch, t.channels, t.height, t.width,
+                       t.out_features, t.bias ? "" : ", no bias");
+}
+
+void check_dense(const DenseCase& t, unsigned seed) {
+    INFO(describe(t));
+    Random random(seed);
+    const bool image = t.height * t.width > 1;
+    const int features = t.channels * t.height * t.width;
+    ref::Tensor input = random.tensor(t.batch, t.channels, t.height, t.width);
+    ref::Tensor weight = random.tensor(t.out_features, features, 1, 1);
+    std::vector<double> bias = t.bias ? random.values(t.out_features) : std::vector<double>{};
+    const ref::Tensor expected = ref::dense(input, weight, bias);
+    const ref::Tensor output_grad = random.tensor(t.batch, t.out_features, 1, 1);
+
+    // The weight as codegen holds it: (o, input dims...), where PyTorch's column for input element
+    // (c, y, x) of a flattened image is c * H * W + y * W + x.
+    const std::vector<int64_t> in_extents =
+        image ? std::vector<int64_t>{t.channels, t.width, t.height} : std::vector<int64_t>{features};
+    Buffer<float> input_buffer = image ? image_buffer(input) : flat_buffer(input.data, {features, t.batch});
+    Buffer<float> weight_buffer =
+        image ? Buffer<float>(t.out_features, t.channels, t.width, t.height) : Buffer<float>(t.out_features, features);
+    if (image) {
+        weight_buffer.for_each_element([&](int o, int c, int x, int y) {
+            weight_buffer(o, c, x, y) = static_cast<float>(weight(o, (c * t.height + y) * t.width + x, 0, 0));
+        });
+    } else {
+        weight_buffer.for_each_element(
+            [&](int o, int f) { weight_buffer(o, f) = static_cast<float>(weight(o, f, 0, 0)); });
+    }
+    Buffer<float> bias_buffer = flat_buffer(bias, {std::max(t.out_features, 1)});
+    Buffer<float> grad_buffer = flat_buffer(output_grad.data, {t.out_features, t.batch});
+
+    const Value in{Func(input_buffer), in_extents};
+    const schedules::DenseForwardStages forward =
+        dense_forward("dense", in, t.out_features, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func());
+    const schedules::DenseBackwardStages backward =
+        dense_backward("dense", in, t.out_features, Func(weight_buffer),
+                       activation(grad_buffer, {t.out_features}, "dout"), t.bias, true, t.batch);
+    const Context context = cpu_context(true);
+    cpu::schedule_dense_forward(forward, context);
+    cpu::schedule_dense_backward(backward, context);
+
+    Buffer<float> out(t.out_features, t.batch);
+    Buffer<float> input_grad =
+        image ? Buffer<float>(t.channels, t.width, t.height, t.batch) : Buffer<float>(features, t.batch);
+    Buffer<float> weight_grad =
+        image ? Buffer<float>(t.out_features, t.channels, t.width, t.height) : Buffer<float>(t.out_features, features);
+    Buffer<float> bias_grad(t.out_features);
+    std::vector<Func> outputs = {exact_output(forward.output), exact_output(backward.input_grad),
+                                 exact_output(backward.weight_grad)};
+    std::vector<Buffer<>> buffers = {out, input_grad, weight_grad};
+    if (t.bias) {
+        outputs.push_back(exact_output(backward.bias_grad));
+        buffers.push_back(bias_grad);
+    }
+    if (!realize(outputs, buffers)) return;
+
+    check_close(from_flat_buffer(out), expected.data, 1e-4, "forward output");
+    // Back to the reference's layouts: the image gradient NCHW, the weight gradient (o, flat).
+    const std::vector<double> input_grad_values =
+        image ? from_image_buffer(input_grad).data : from_flat_buffer(input_grad);
+    std::vector<double> weight_grad_values(weight.size());
+    if (image) {
+        weight_grad.for_each_element([&](int o, int c, int x, int y) {
+            weight_grad_values[weight.index(o, (c * t.height + y) * t.width + x, 0, 0)] = weight_grad(o, c, x, y);
+        });
+    } else {
+        weight_grad.for_each_element(
+            [&](int o, int f) { weight_grad_values[weight.index(o, f, 0, 0)] = weight_grad(o, f); });
+    }
+    auto loss = [&] { return ref::sum_of_products(ref::dense(input, weight, bias), output_grad); };
+    check_gradient(input.data, input_grad_values, loss, random, "input_grad");
+    check_gradient(weight.data, weight_grad_values, loss, random, "weight_grad");
+    if (t.bias) check_gradient(bias, from_flat_buffer(bias_grad), loss, random, "bias_grad");
+}
+
+TEST_CASE("dense forward and its gradients match PyTorch's linear layer, over features and flattened images") {
+    const DenseCase cases[] = {
+        {3, 7, 1, 1, 10},         // outputs not a multiple of the vector width
+        {1, 16, 1, 1, 8},         // exactly one vector of outputs
+        {3, 3, 4, 5, 6},          // a flattened 3x4x5 image read in place
+        {2, 8, 3, 3, 16, false},  // no bias
+    };
+    unsigned seed = 400;
+    for (const DenseCase& t : cases) check_dense(t, seed++);
+}
+
+TEST_CASE("a dense layer whose outputs are not a multiple of the vector width can feed a stored relu") {
+    // As lower.cpp builds `dense(10) | relu`: the relu is stored with its channel loop rounded up
+    // to whole vectors, so the dense layer is asked for lanes past its last output.
+    Random random(450);
+    const int batch = 2, features = 5, out_features = 10;
+    const ref::Tensor input = random.tensor(batch, features, 1, 1),
+                      weight = random.tensor(out_features, features, 1, 1);
+    const std::vector<double> bias = random.values(out_features);
+    Buffer<float> input_buffer = flat_buffer(input.data, {features, batch}),
+                  bias_buffer = flat_buffer(bias, {out_features});
+    Buffer<float> weight_buffer(out_features, features);
+    weight_buffer.for_each_element([&](int o, int f) { weight_buffer(o, f) = static_cast<float>(weight(o, f, 0, 0)); });
+
+    const schedules::DenseForwardStages forward = dense_forward("dense", Value{Func(input_buffer), {features}},
+                                                                out_features, Func(weight_buffer), Func(bias_buffer));
+    const Context context = cpu_context(false);
+    cpu::schedule_dense_forward(forward, context);
+    const Func activated = relu_forward("relu", Value{forward.output, {out_features}});
+    cpu::schedule_elementwise({activated, 2, out_features}, context);
+
+    Buffer<float> out(out_features, batch);
+    if (!realize({exact_output(activated)}, {out})) return;
+    check_close(from_flat_buffer(out), ref::relu(ref::dense(input, weight, bias)).data, 1e-4, "relu(dense)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// relu
+
+void check_relu(int batch, int channels, int height, int width, unsigned seed) {
+    INFO(fmt::format("relu: batch {}, input {}x{}x{}", batch, channels, height, width));
+    Random random(seed);
+    const bool image = height * width > 1;
+    ref::Tensor input = random.away_from_zero(batch, channels, height, width);
+    const ref::Tensor output_grad = random.tensor(batch, channels, height, width);
+    const std::vector<int64_t> extents =
+        image ? std::vector<int64_t>{channels, width, height} : std::vector<int64_t>{channels};
+    Buffer<float> input_buffer = image ? image_buffer(input) : flat_buffer(input.data, {channels, batch});
+    Buffer<float> grad_buffer = image ? image_buffer(output_grad) : flat_buffer(output_grad.data, {channels, batch});
+
+    const Value in = activation(input_buffer, extents, "relu_input");
+    const Func out = relu_forward("relu", in);
+    cpu::schedule_elementwise({out, in.dimensions(), extents[0]}, cpu_context(true));
+    // The adjoint is inlined into its consumer, as the lowering leaves it.
+    const Func input_grad = relu_backward("relu", Value{out, extents}, activation(grad_buffer, extents, "dout"));
+
+    Buffer<float> out_buffer = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
+    Buffer<float> grad_out = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
+    if (!realize({exact_output(out), exact_output(input_grad)}, {out_buffer, grad_out})) return;
+
+    const auto nchw = [&](const Buffer<float>& b) { return image ? from_image_buffer(b).data : from_flat_buffer(b); };
+    check_close(nchw(out_buffer), ref::relu(input).data, 1e-7, "forward output");
+    auto loss = [&] { return ref::sum_of_products(ref::relu(input), output_grad); };
+    check_gradient(input.data, nchw(grad_out), loss, random, "input_grad");
+}
+
+TEST_CASE("relu passes positive values and their gradients and zeroes the rest") {
+    check_relu(3, 6, 5, 3, 500);   // an image with channels short of a vector
+    check_relu(2, 13, 1, 1, 501);  // a feature vector
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax cross-entropy
+
+void check_softmax_cross_entropy(int batch, int classes, unsigned seed) {
+    INFO(fmt::format("softmax cross-entropy: batch {}, {} classes", batch, classes));
+    Random random(seed);
+    ref::Tensor logits = random.tensor(batch, classes, 1, 1, -3.0, 3.0);
+    std::vector<int> labels(static_cast<size_t>(batch));
+    for (int& label : labels) label = random.integer(0, classes - 1);
+    // Sample 0 predicted right, so that the count of correct predictions is not trivially 0.
+    labels[0] =
+        static_cast<int>(std::max_element(logits.data.begin(), logits.data.begin() + classes) - logits.data.begin());
+
+    Buffer<float> logits_buffer = flat_buffer(logits.data, {classes, batch});
+    Buffer<int32_t> labels_buffer(batch);
+    for (int n = 0; n < batch; n++) labels_buffer(n) = labels[static_cast<size_t>(n)];
+    const schedules::LossStages stages =
+        softmax_cross_entropy("loss", Value{Func(logits_buffer), {classes}}, Func(labels_buffer), batch, true);
+    cpu::schedule_loss(stages, cpu_context(true));
+
+    Buffer<float> loss = Buffer<float>::make_scalar(), probabilities(classes, batch), logits_grad(classes, batch);
+    Buffer<int32_t> correct = Buffer<int32_t>::make_scalar();
+    if (!realize({stages.loss, stages.correct, exact_output(stages.probabilities), exact_output(stages.logits_grad)},
+                 {loss, correct, probabilities, logits_grad})) {
+        return;
+    }
+
+    check_close({loss()}, {ref::softmax_cross_entropy(logits, labels)}, 1e-5, "loss");
+    CHECK(correct() == ref::correct_predictions(logits, labels));
+    check_close(from_flat_buffer(probabilities), ref::softmax(logits).data, 1e-5, "probabilities");
+    auto reference_loss = [&] { return ref::softmax_cross_entropy(logits, labels); };
+    check_gradient(logits.data, from_flat_buffer(logits_grad), reference_loss, random, "logits_grad", 1e-5);
+}
+
+TEST_CASE("softmax cross-entropy gives PyTorch's mean loss, the correct count, the probabilities and their gradient") {
+    check_softmax_cross_entropy(3, 10, 600);
+    check_softmax_cross_entropy(1, 3, 601);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+void check_sgd(const std::vector<int>& extents, unsigned seed) {
+    INFO(fmt::format("sgd: parameter of extents {}", fmt::join(extents, "x")));
+    Random random(seed);
+    int elements = 1;
+    for (int e : extents) elements *= e;
+    std::vector<double> value = random.values(elements), velocity = random.values(elements),
+                        gradient = random.values(elements);
+    Buffer<float> value_buffer = flat_buffer(value, extents), velocity_buffer = flat_buffer(velocity, extents),
+                  gradient_buffer = flat_buffer(gradient, extents);
+    Halide::Param<float> learning_rate("learning_rate"), momentum("momentum"), weight_decay("weight_decay");
+    learning_rate.set(0.05f);
+    momentum.set(0.9f);
+    weight_decay.set(5e-4f);
+
+    schedules::ParameterUpdateStages stages =
+        sgd_momentum_update("weight", Func(value_buffer), Func(velocity_buffer), Func(gradient_buffer),
+                            static_cast<int>(extents.size()), learning_rate, momentum, weight_decay);
+    stages.innermost_extent = extents[0];
+    cpu::schedule_parameter_update(stages, cpu_context(true));
+    Buffer<float> new_value(extents), new_velocity(extents);
+    if (!realize({stages.new_value, stages.new_velocity}, {new_value, new_velocity})) return;
+
+    ref::sgd_momentum(value, velocity, gradient, static_cast<float>(0.05f), static_cast<float>(0.9f),
+                      static_cast<float>(5e-4f));
+    check_close(from_flat_buffer(new_velocity), velocity, 1e-6, "new velocity");
+    check_close(from_flat_buffer(new_value), value, 1e-6, "new value");
+}
+
+TEST_CASE("the SGD update is PyTorch's: v' = momentum * v + g + weight_decay * w, w' = w - lr * v'") {
+    check_sgd({13}, 700);          // a bias longer than a vector, with a tail
+    check_sgd({6, 3, 5, 5}, 701);  // a conv weight (o, i, kx, ky)
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv -> relu -> max_pool, fused as the lowering schedules it
+
+struct ConvPoolCase {
+    ConvCase conv;
+    int pool_kernel, pool_stride, pool_padding;
+};
+
+struct ConvPoolTensors {
+    ref::Tensor input, weight, output_grad;
+    std::vector<double> bias;
+};
+
+struct ConvPoolResult {
+    ref::Tensor output, argmax, input_grad, weight_grad;
+    std::vector<double> bias_grad;
+    bool realized = false;
+};
+
+ref::Tensor reference_conv_relu_pool(const ConvPoolCase& t, const ConvPoolTensors& x) {
+    const ref::Tensor conv = ref::conv2d(x.input, x.weight, x.bias, t.conv.stride, t.conv.padding);
+    return ref::max_pool(ref::relu(conv), t.pool_kernel, t.pool_stride, t.pool_padding);
+}
+
+// `fused`: as the lowering does after canonical_graph, conv -> max_pool scheduled together, then
+// relu; otherwise the source order, each stage scheduled alone: conv, relu, max_pool.
+// `training` adds the argmax and the backward pass of the whole chain for `x.output_grad`.
+ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, bool fused, bool training) {
+    const ConvCase& cc = t.conv;
+    const int conv_width = ref::pooled_size(cc.width, cc.kernel, cc.stride, cc.padding),
+              conv_height = ref::pooled_size(cc.height, cc.kernel, cc.stride, cc.padding);
+    const schedules::ConvGeometry conv_geometry{cc.in_channels, cc.out_channels, cc.width,  cc.height, conv_width,
+                                                conv_height,    cc.kernel,       cc.stride, cc.padding};
+    const schedules::PoolGeometry pool_geometry{
+        cc.out_channels,
+        conv_width,
+        conv_height,
+        ref::pooled_size(conv_width, t.pool_kernel, t.pool_stride, t.pool_padding),
+        ref::pooled_size(conv_height, t.pool_kernel, t.pool_stride, t.pool_padding),
+        t.pool_kernel,
+        t.pool_stride,
+        t.pool_padding};
+    const std::vector<int64_t> conv_extents{cc.out_channels, conv_width, conv_height},
+        pooled_extents{cc.out_channels, pool_geometry.out_width, pool_geometry.out_height};
+
+    Buffer<float> input_buffer = image_buffer(x.input), weight_buffer = conv_weight_buffer(x.weight),
+                  bias_buffer = flat_buffer(x.bias, {cc.out_channels});
+    const Context context = cpu_context(training);
+    const schedules::Conv2dForwardStages conv =
+        conv2d_forward("conv", Value{Func(input_buffer), {cc.in_channels, cc.width, cc.height}}, conv_geometry,
+                       Func(weight_buffer), Func(bias_buffer));
+    schedules::PoolForwardStages pool;
+    Func output, activated;
+    if (fused) {
+        pool = max_pool_forward("pool", Value{conv.output, conv_extents}, pool_geometry, training);
+        cpu::schedule_conv2d_forward(conv, context, &pool);
+        activated = relu_forward(
+            "relu", Value{training ? first_of_tuple(pool.output, "pool_value") : pool.output, pooled_extents});
+        cpu::schedule_elementwise({activated, 4, cc.out_channels}, context);
+        output = activated;
+    } else {
+        cpu::schedule_conv2d_forward(conv, context, nullptr);
+        activated = relu_forward("relu", Value{conv.output, conv_extents});
+        cpu::schedule_elementwise({activated, 4, cc.out_channels}, context);
+        pool = max_pool_forward("pool", Value{activated, conv_extents}, pool_geometry, training);
+        cpu::schedule_pool_forward(pool, context);
+        output = training ? first_of_tuple(pool.output, "pool_value") : pool.output;
+    }
+
+    ConvPoolResult result;
+    Buffer<float> out(cc.out_channels, pool_geometry.out_width, pool_geometry.out_height, cc.batch);
+    std::vector<Func> outputs = {exact_output(output)};
+    std::vector<Buffer<>> buffers = {out};
+    Buffer<uint8_t> argmax(cc.out_channels, pool_geometry.out_width, pool_geometry.out_height, cc.batch);
+    Buffer<float> input_grad(cc.in_channels, cc.width, cc.height, cc.batch),
+        weight_grad(cc.out_channels, cc.in_channels, cc.kernel, cc.kernel), bias_grad(cc.out_channels);
+    Buffer<float> grad_buffer;
+    if (training) {
+        Func index("pool_argmax");
+        index(Dims::c, Dims::x, Dims::y, Dims::n) = pool.output(Dims::c, Dims::x, Dims::y, Dims::n)[1];
+        outputs.push_back(index);
+        buffers.push_back(argmax);
+        // Backward in the order the forward ran, as lower_backward walks the graph.
+        grad_buffer = image_buffer(x.output_grad);
+        const Value output_grad = activation(grad_buffer, pooled_extents, "dout");
+        Value conv_grad;
+        if (fused) {
+            const Func relu_grad = relu_backward("relu", Value{activated, pooled_extents}, output_grad);
+            const schedules::PoolBackwardStages pool_back =
+                max_pool_backward("pool", pool, {relu_grad, pooled_extents});
+            cpu::schedule_pool_backward(pool_back, context);
+            conv_grad = Value{pool_back.input_grad, conv_extents};
+        } else {
+            const schedules::PoolBackwardStages pool_back = max_pool_backward("pool", pool, output_grad);
+            cpu::schedule_pool_backward(pool_back, context);
+            conv_grad =
+                Value{relu_backward("relu", Value{activated, conv_extents}, {pool_back.input_grad, conv_extents}),
+                      conv_extents};
+        }
+        const schedules::Conv2dBackwardStages conv_back =
+            conv2d_backward("conv", conv, conv_grad, true, true, cc.batch);
+        cpu::schedule_conv2d_backward(conv_back, context);
+        outputs.push_back(exact_output(conv_back.input_grad));
+        outputs.push_back(exact_output(conv_back.weight_grad));
+        outputs.push_back(exact_output(conv_back.bias_grad));
+        buffers.push_back(input_grad);
+        buffers.push_back(weight_grad);
+        buffers.push_back(bias_grad);
+    }
+    if (!realize(outputs, buffers)) return result;
+
+    result.realized = true;
+    result.output = from_image_buffer(out);
+    if (training) {
+        result.argmax = ref::Tensor(cc.batch, cc.out_channels, pool_geometry.out_height, pool_geometry.out_width);
+        argmax.for_each_element(
+            [&](int c, int px, int py, int n) { result.argmax(n, c, py, px) = argmax(c, px, py, n); });
+        result.input_grad = from_image_buffer(input_grad);
+        result.weight_grad = from_conv_weight_buffer(weight_grad);
+        result.bias_grad = from_flat_buffer(bias_grad);
+    }
+    return result;
+}
+
+ConvPoolTensors conv_pool_tensors(const ConvPoolCase& t, Random& random) {
+    const ConvCase& cc = t.conv;
+    ConvPoolTensors x;
+    x.input = random.tensor(cc.batch, cc.in_channels, cc.height, cc.width);
+    x.weight = random.tensor(cc.out_channels, cc.in_channels, cc.kernel, cc.kernel);
+    x.bias = random.values(cc.out_channels, -0.5, 0.5);
+    const ref::Tensor out = reference_conv_relu_pool(t, x);
+    x.output_grad = random.tensor(out.n, out.c, out.h, out.w);
+    return x;
+}
+
+const ConvPoolCase conv_pool_cases[] = {
+    {{1, 1, 12, 12, 6, 5, 1, 2}, 2, 2, 0},  // LeNet's first block, smaller
+    {{3, 3, 11, 9, 8, 3, 1, 1}, 3, 2, 1},   // overlapping pool windows with padding, odd sizes
+    {{2, 6, 9, 10, 16, 3, 2, 0}, 2, 2, 0},  // strided conv, two channel vectors, odd pooled input
+};
+
+TEST_CASE("conv fused into its max pool, then relu, equals conv, relu, max pool scheduled apart, and PyTorch") {
+    unsigned seed = 800;
+    for (const ConvPoolCase& t : conv_pool_cases) {
+        INFO(describe(t.conv) << ", then max_pool kernel " << t.pool_kernel << " stride " << t.pool_stride
+                              << " padding " << t.pool_padding);
+        Random random(seed++);
+        ConvPoolTensors x = conv_pool_tensors(t, random);
+        const ConvPoolResult fused = run_conv_relu_pool(t, x, true, false);
+        const ConvPoolResult apart = run_conv_relu_pool(t, x, false, false);
+        if (!fused.realized || !apart.realized) continue;
+        check_close(fused.output.data, apart.output.data, 1e-5, "fused against unfused");
+        check_close(fused.output.data, reference_conv_relu_pool(t, x).data, 1e-5, "fused against the reference");
+    }
+}
+
+TEST_CASE("training through conv fused into max pool, then relu, gives PyTorch's conv-relu-pool gradients") {
+    // The relu moved after the pool (canonical_graph) must not change any gradient: where a whole
+    // window is negative, PyTorch's gradient is zero either way.
+    const ConvPoolCase& t = conv_pool_cases[1];
+    INFO(describe(t.conv));
+    Random random(850);
+    ConvPoolTensors x = conv_pool_tensors(t, random);
+    const ConvPoolResult fused = run_conv_relu_pool(t, x, true, true);
+    if (!fused.realized) return;
+
+    check_close(fused.output.data, reference_conv_relu_pool(t, x).data, 1e-5, "forward output");
+    ref::Tensor expected_argmax;
+    ref::max_pool(ref::conv2d(x.input, x.weight, x.bias, t.conv.stride, t.conv.padding), t.pool_kernel, t.pool_stride,
+                  t.pool_padding, &expected_argmax);
+    check_close(fused.argmax.data, expected_argmax.data, 0.0, "argmax of the conv output");
+    auto loss = [&] { return ref::sum_of_products(reference_conv_relu_pool(t, x), x.output_grad); };
+    check_gradient(x.input.data, fused.input_grad.data, loss, random, "input_grad");
+    check_gradient(x.weight.data, fused.weight_grad.data, loss, random, "weight_grad");
+    check_gradient(x.bias, fused.bias_grad, loss, random, "bias_grad");
+}
+
+// ---------------------------------------------------------------------------------------------
+// canonical_graph
+
+TEST_CASE("canonical_graph moves a relu that feeds only a max pool after the pool and keeps every layer's name") {
+    using namespace convgen;
+    Tensor x = input("image", Shape{1, 12, 12});
+    x = conv2d(x, 4, 3, {.name = "conv"});
+    x = relu(x, "act");
+    x = max_pool(x, 2, {.name = "pool"});
+    x = flatten(x, "flat");
+    x = dense(x, 10, {.name = "fc"});
+    const Model model("tiny", x, softmax_cross_entropy());
+
+    int output = -1;
+    const Graph graph = codegen::canonical_graph(model, &output);
+    std::vector<std::string> names;
+    std::vector<LayerKind> kinds;
+    for (const Node& node : graph.nodes()) {
+        names.push_back(node.name);
+        kinds.push_back(node.kind);
+        for (int input_id : node.inputs) CHECK(input_id < node.id);  // still topologically ordered
+    }
+    CHECK(names == std::vector<std::string>{"image", "conv", "pool", "act", "flat", "fc"});
+    CHECK(kinds == std::vector<LayerKind>{LayerKind::input, LayerKind::conv2d, LayerKind::max_pool, LayerKind::relu,
+                                          LayerKind::flatten, LayerKind::dense});
+    REQUIRE(graph.nodes().size() == 6);
+    CHECK(graph.node(2).inputs == std::vector<int>{1});  // pool reads conv
+    CHECK(graph.node(3).inputs == std::vector<int>{2});  // act reads pool
+    CHECK(graph.node(4).inputs == std::vector<int>{3});  // flat reads act
+    CHECK(graph.node(3).shape == Shape{4, 5, 5});
+    CHECK(graph.node(2).shape == Shape{4, 5, 5});
+    CHECK(output == 5);
+    CHECK(graph.node(output).name == "fc");
+}
+
+TEST_CASE("canonical_graph leaves a relu before a max pool when the relu has another consumer") {
+    using namespace convgen;
+    Tensor image = input("image", Shape{1, 8, 8});
+    Tensor activated = relu(conv2d(image, 2, 3, {.name = "conv"}), "act");
+    max_pool(activated, 2, {.name = "pool"});  // a branch the model's output does not use
+    Tensor logits = dense(flatten(activated), 3, {.name = "fc"});
+    const Model model("branch", logits, softmax_cross_entropy());
+
+    int output = -1;
+    const Graph graph = codegen::canonical_graph(model, &output);
+    REQUIRE(graph.nodes().size() == model.graph().nodes().size());
+    for (size_t i = 0; i < graph.nodes().size(); i++) {
+        CHECK(graph.nodes()[i].name == model.graph().nodes()[i].name);
+        CHECK(graph.nodes()[i].inputs == model.graph().nodes()[i].inputs);
+    }
+    CHECK(graph.node(output).name == "fc");
+}
+
+}  // namespace

@@ -1,0 +1,288 @@
+// Shape inference of the DSL: the output shape of every layer kind, the automatic names, and the
+// exact message of every rule that can break (the layer, its input shape, the rule).
+#include <convgen/model.h>
+
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace convgen;
+
+// The message of the ModelError that `build` throws; fails the test when it throws nothing.
+std::string error_of(const std::function<void()>& build) {
+    try {
+        build();
+    } catch (const ModelError& error) {
+        return error.what();
+    }
+    FAIL("expected a ModelError, but the model was built");
+    return {};
+}
+
+std::vector<std::string> layer_names(const Tensor& t) {
+    std::vector<std::string> names;
+    for (const Node& node : t.graph()->nodes()) names.push_back(node.name);
+    return names;
+}
+
+}  // namespace
+
+TEST_SUITE("dsl shapes") {
+    TEST_CASE("input keeps its shape and name") {
+        auto image = input("image", Shape{3, 9, 11});
+        CHECK(image.shape() == Shape{3, 9, 11});
+        CHECK(image.name() == "image");
+        CHECK(input("features", Shape{20}).shape() == Shape{20});
+    }
+
+    TEST_CASE("conv2d output size follows PyTorch's floor rule for stride and padding") {
+        auto x = input("image", Shape{3, 9, 11});
+        CHECK(conv2d(x, 8, 3).shape() == Shape{8, 7, 9});
+        CHECK(conv2d(x, 8, 3, {.padding = 1}).shape() == Shape{8, 9, 11});
+        CHECK(conv2d(x, 8, 3, {.stride = 2, .padding = 1}).shape() == Shape{8, 5, 6});
+        CHECK(conv2d(x, 4, 3, {.stride = 3}).shape() == Shape{4, 3, 3});  // (9-3)/3+1, (11-3)/3+1 = 3 (floor)
+        CHECK(conv2d(x, 2, 9).shape() == Shape{2, 1, 3});                 // kernel as tall as the input
+        CHECK(conv2d(x, 1, 1).shape() == Shape{1, 9, 11});
+        auto digits = input("image", Shape{1, 28, 28});
+        CHECK(conv2d(digits, 6, 5, {.padding = 2}).shape() == Shape{6, 28, 28});
+        CHECK(conv2d(digits, 16, 5).shape() == Shape{16, 24, 24});
+    }
+
+    TEST_CASE("pools keep the channels; stride defaults to the kernel") {
+        auto x = input("image", Shape{6, 28, 28});
+        CHECK(max_pool(x, 2).shape() == Shape{6, 14, 14});
+        CHECK(avg_pool(x, 2).shape() == Shape{6, 14, 14});
+        auto odd = input("image", Shape{8, 5, 7});
+        CHECK(max_pool(odd, 2).shape() == Shape{8, 2, 3});  // floor: the last row and column are dropped
+        CHECK(avg_pool(odd, 2, {.stride = 1}).shape() == Shape{8, 4, 6});
+        CHECK(max_pool(odd, 3, {.stride = 2, .padding = 1}).shape() == Shape{8, 3, 4});
+        CHECK(avg_pool(odd, 3, {.stride = 1, .padding = 1}).shape() == Shape{8, 5, 7});
+        CHECK(max_pool(odd, 2, {.padding = 1}).shape() == Shape{8, 3, 4});
+    }
+
+    TEST_CASE("pool attributes record the effective stride") {
+        auto x = input("image", Shape{6, 8, 8});
+        const PoolAttributes defaulted = max_pool(x, 3).node().attributes_as<PoolAttributes>();
+        CHECK(defaulted.kernel == 3);
+        CHECK(defaulted.stride == 3);
+        CHECK(defaulted.padding == 0);
+        const PoolAttributes explicit_stride =
+            avg_pool(x, 3, {.stride = 1, .padding = 1}).node().attributes_as<PoolAttributes>();
+        CHECK(explicit_stride.stride == 1);
+        CHECK(explicit_stride.padding == 1);
+    }
+
+    TEST_CASE("flatten multiplies out the per-sample shape; dense gives its features") {
+        auto x = input("image", Shape{6, 2, 3});
+        auto flat = flatten(x);
+        CHECK(flat.shape() == Shape{36});
+        CHECK(dense(flat, 12).shape() == Shape{12});
+        CHECK(flatten(flat).shape() == Shape{36});  // flattening features is the identity
+        CHECK(dense(input("features", Shape{20}), 7).shape() == Shape{7});
+    }
+
+    TEST_CASE("relu keeps the shape of images and features") {
+        auto x = input("image", Shape{3, 9, 11});
+        CHECK(relu(x).shape() == Shape{3, 9, 11});
+        CHECK(relu(flatten(x)).shape() == Shape{297});
+    }
+
+    TEST_CASE("a pipeline of layers gives LeNet-5's shapes") {
+        auto x = input("image", Shape{1, 28, 28});
+        x = conv2d(x, 6, 5, {.padding = 2}) | relu | max_pool(2);
+        CHECK(x.shape() == Shape{6, 14, 14});
+        x = conv2d(x, 16, 5) | relu | max_pool(2);
+        CHECK(x.shape() == Shape{16, 5, 5});
+        x = flatten(x);
+        CHECK(x.shape() == Shape{400});
+        x = x | dense(120) | relu | dense(84) | relu | dense(10);
+        CHECK(x.shape() == Shape{10});
+        Model model("lenet5", x, softmax_cross_entropy());
+        CHECK(model.classes() == 10);
+        CHECK(model.graph().node(model.input_node()).name == "image");
+        CHECK(model.graph().node(model.output_node()).name == "dense3");
+    }
+
+    TEST_CASE("automatic names count per kind: conv1, conv2, dense1 ...") {
+        auto x = input("image", Shape{3, 9, 11});
+        x = conv2d(x, 8, 3, {.padding = 1}) | relu | max_pool(2, {.stride = 1});
+        x = conv2d(x, 8, 3) | relu | avg_pool(2);
+        x = flatten(x) | dense(12) | relu | dense(5);
+        CHECK(layer_names(x) == std::vector<std::string>{"image", "conv1", "relu1", "maxpool1", "conv2", "relu2",
+                                                         "avgpool1", "flatten1", "dense1", "relu3", "dense2"});
+    }
+
+    TEST_CASE("an automatic name skips a name the user already took") {
+        auto x = input("image", Shape{3, 9, 11});
+        x = conv2d(x, 4, 3, {.name = "conv1"});
+        x = conv2d(x, 4, 3);
+        CHECK(x.name() == "conv2");
+        x = dense(flatten(x, "features"), 3, {.name = "head"});
+        CHECK(layer_names(x) == std::vector<std::string>{"image", "conv1", "conv2", "features", "head"});
+    }
+
+    TEST_CASE("parameters are named after their layers, in PyTorch layouts, with their initialisers") {
+        auto x = input("image", Shape{3, 9, 11});
+        x = conv2d(x, 8, 3, {.stride = 2, .padding = 1, .weight_init = Initializer::he_normal}) | relu;
+        x = conv2d(x, 6, 3, {.padding = 1, .bias = false}) | relu;
+        x = flatten(x) | dense(12, {.bias = false}) | dense(5, {.weight_init = Initializer::he_normal});
+        Model model("m", x, softmax_cross_entropy());
+        const std::vector<ParameterSpec> parameters = model.graph().parameters();
+        REQUIRE(parameters.size() == 6);
+        CHECK(parameters[0].name == "conv1.weight");
+        CHECK(parameters[0].shape == Shape{8, 3, 3, 3});  // OIHW: the input channels come from the input
+        CHECK(parameters[0].initializer == Initializer::he_normal);
+        CHECK(parameters[0].fan_in == 3 * 9);
+        CHECK(parameters[0].fan_out == 8 * 9);
+        CHECK(parameters[1].name == "conv1.bias");
+        CHECK(parameters[1].shape == Shape{8});
+        CHECK(parameters[1].initializer == Initializer::zeros);
+        CHECK(parameters[2].name == "conv2.weight");
+        CHECK(parameters[2].shape == Shape{6, 8, 3, 3});
+        CHECK(parameters[2].initializer == Initializer::glorot_uniform);  // the default
+        CHECK(parameters[3].name == "dense1.weight");
+        CHECK(parameters[3].shape == Shape{12, 6 * 5 * 6});
+        CHECK(parameters[3].initializer == Initializer::glorot_uniform);
+        CHECK(parameters[3].fan_in == 180);
+        CHECK(parameters[3].fan_out == 12);
+        CHECK(parameters[4].name == "dense2.weight");
+        CHECK(parameters[4].shape == Shape{5, 12});
+        CHECK(parameters[4].initializer == Initializer::he_normal);
+        CHECK(parameters[5].name == "dense2.bias");
+        CHECK(parameters[5].initializer == Initializer::zeros);
+    }
+
+    TEST_CASE("a conv kernel larger than its (padded) input names the layer, the shape and the rule") {
+        auto x = input("image", Shape{1, 4, 6});
+        CHECK(error_of([&] { conv2d(x, 2, 5); }) ==
+              "layer 'conv1' (conv2d 2@5x5, stride 1, padding 0): input shape [1, 4, 6]: height 4 plus padding 2*0 is "
+              "smaller than the kernel 5");
+        CHECK(error_of([&] { conv2d(x, 2, 7, {.padding = 1, .name = "wide"}); }) ==
+              "layer 'wide' (conv2d 2@7x7, stride 1, padding 1): input shape [1, 4, 6]: height 4 plus padding 2*1 is "
+              "smaller than the kernel 7");
+        auto tall = input("image", Shape{1, 9, 4});
+        CHECK(error_of([&] { conv2d(tall, 2, 5); }) ==
+              "layer 'conv1' (conv2d 2@5x5, stride 1, padding 0): input shape [1, 9, 4]: width 4 plus padding 2*0 is "
+              "smaller than the kernel 5");
+        // Padding that makes the window fit is accepted.
+        CHECK(conv2d(x, 2, 5, {.padding = 1}).shape() == Shape{2, 2, 4});
+    }
+
+    TEST_CASE("a pool window larger than its input is rejected with the rule") {
+        auto x = input("image", Shape{4, 2, 2});
+        CHECK(error_of([&] { max_pool(x, 3); }) ==
+              "layer 'maxpool1' (max_pool 3x3, stride 3, padding 0): input shape [4, 2, 2]: height 2 plus padding 2*0 "
+              "is smaller than the kernel 3");
+        CHECK(error_of([&] { avg_pool(x, 3, {.stride = 1}); }) ==
+              "layer 'avgpool1' (avg_pool 3x3, stride 1, padding 0): input shape [4, 2, 2]: height 2 plus padding 2*0 "
+              "is smaller than the kernel 3");
+    }
+
+    TEST_CASE("dense on an image tensor says to add flatten") {
+        auto x = input("image", Shape{1, 4, 4});
+        const std::string message = error_of([&] { dense(x, 10); });
+        CHECK(message ==
+              "layer 'dense1' (dense 10): input shape [1, 4, 4]: dense expects features [F]; add flatten before it to "
+              "use an image tensor");
+        CHECK(message.find("flatten") != std::string::npos);
+        auto y = conv2d(x, 3, 3) | relu;
+        CHECK(error_of([&] { dense(y, 5, {.name = "classifier"}); }) ==
+              "layer 'classifier' (dense 5): input shape [3, 2, 2]: dense expects features [F]; add flatten before it "
+              "to use an image tensor");
+    }
+
+    TEST_CASE("spatial layers after flatten or dense are rejected naming the rank") {
+        auto features = flatten(input("image", Shape{1, 4, 4}));
+        CHECK(error_of([&] { conv2d(features, 4, 3); }) ==
+              "layer 'conv1' (conv2d 4@3x3, stride 1, padding 0): input shape [16]: expects an image tensor [channels, "
+              "height, width] but got rank 1 (features); spatial layers cannot follow flatten or dense");
+        CHECK(error_of([&] { max_pool(features, 2); }) ==
+              "layer 'maxpool1' (max_pool 2x2, stride 2, padding 0): input shape [16]: expects an image tensor "
+              "[channels, height, width] but got rank 1 (features); spatial layers cannot follow flatten or dense");
+        auto logits = dense(features, 8);
+        CHECK(error_of([&] { avg_pool(logits, 2); }) ==
+              "layer 'avgpool1' (avg_pool 2x2, stride 2, padding 0): input shape [8]: expects an image tensor "
+              "[channels, height, width] but got rank 1 (features); spatial layers cannot follow flatten or dense");
+    }
+
+    TEST_CASE("inputs must be images or features with positive sizes") {
+        CHECK(error_of([] {
+                  input("image", Shape{28, 28});
+              }) == "input 'image': shape [28, 28] must be [channels, height, width] or [features]");
+        CHECK(error_of([] {
+                  input("image", Shape{1, 1, 28, 28});
+              }) == "input 'image': shape [1, 1, 28, 28] must be [channels, height, width] or [features]");
+        CHECK(error_of([] {
+                  input("image", Shape{0, 28, 28});
+              }) == "input 'image': shape [0, 28, 28] has a non-positive size");
+        CHECK(error_of([] {
+                  input("image", Shape{1, -3, 28});
+              }) == "input 'image': shape [1, -3, 28] has a non-positive size");
+        CHECK(error_of([] { input("features", Shape{0}); }) == "input 'features': shape [0] has a non-positive size");
+    }
+
+    TEST_CASE("zero and negative layer sizes are rejected naming the attribute") {
+        // A fresh input for each case: a failed layer still takes its automatic name.
+        auto x = [] { return input("image", Shape{3, 8, 8}); };
+        CHECK(error_of([&] { conv2d(x(), 0, 3); }) ==
+              "layer 'conv1' (conv2d 0@3x3, stride 1, padding 0): input shape [3, 8, 8]: out_channels must be "
+              "positive, got 0");
+        CHECK(error_of([&] { conv2d(x(), 4, -1); }) ==
+              "layer 'conv1' (conv2d 4@-1x-1, stride 1, padding 0): input shape [3, 8, 8]: kernel must be positive, "
+              "got -1");
+        CHECK(
+            error_of([&] { conv2d(x(), 4, 3, {.stride = 0}); }) ==
+            "layer 'conv1' (conv2d 4@3x3, stride 0, padding 0): input shape [3, 8, 8]: stride must be positive, got 0");
+        CHECK(
+            error_of([&] { conv2d(x(), 4, 3, {.padding = -1}); }) ==
+            "layer 'conv1' (conv2d 4@3x3, stride 1, padding -1): input shape [3, 8, 8]: padding must be >= 0, got -1");
+        CHECK(error_of([&] { max_pool(x(), 0); }) ==
+              "layer 'maxpool1' (max_pool 0x0, stride 0, padding 0): input shape [3, 8, 8]: kernel must be positive, "
+              "got 0");
+        CHECK(error_of([&] { avg_pool(x(), 2, {.stride = -2}); }) ==
+              "layer 'avgpool1' (avg_pool 2x2, stride -2, padding 0): input shape [3, 8, 8]: stride must be positive, "
+              "got -2");
+        CHECK(error_of([&] { max_pool(x(), 3, {.padding = 2}); }) ==
+              "layer 'maxpool1' (max_pool 3x3, stride 3, padding 2): input shape [3, 8, 8]: padding must be between 0 "
+              "and half the kernel (1), got 2");
+        CHECK(error_of([&] { avg_pool(x(), 2, {.padding = -1}); }) ==
+              "layer 'avgpool1' (avg_pool 2x2, stride 2, padding -1): input shape [3, 8, 8]: padding must be between 0 "
+              "and half the kernel (1), got -1");
+        CHECK(error_of([&] { dense(flatten(x()), 0); }) ==
+              "layer 'dense1' (dense 0): input shape [192]: out_features must be positive, got 0");
+        CHECK(error_of([&] { dense(flatten(x()), -4, {.name = "head"}); }) ==
+              "layer 'head' (dense -4): input shape [192]: out_features must be positive, got -4");
+    }
+
+    TEST_CASE("a layer name used twice is rejected, whether given or automatic") {
+        auto x = input("image", Shape{3, 8, 8});
+        auto a = conv2d(x, 4, 3, {.name = "features"});
+        CHECK(error_of([&] { conv2d(a, 4, 3, {.name = "features"}); }) ==
+              "layer name 'features' is used twice; layer names must be unique because they name the parameters");
+        auto b = conv2d(a, 4, 3);  // conv1
+        CHECK(error_of([&] { relu(b, "conv1"); }) ==
+              "layer name 'conv1' is used twice; layer names must be unique because they name the parameters");
+        CHECK(error_of([&] { dense(flatten(b), 3, {.name = "image"}); }) ==
+              "layer name 'image' is used twice; layer names must be unique because they name the parameters");
+    }
+
+    TEST_CASE("softmax cross-entropy needs a 1-D output of at least two classes") {
+        auto x = input("image", Shape{1, 8, 8});
+        auto images = conv2d(x, 2, 3) | relu;
+        CHECK(error_of([&] { Model("m", images, softmax_cross_entropy()); }) ==
+              "model 'm': softmax cross-entropy needs class scores [classes] from layer 'relu1', but its output shape "
+              "is [2, 6, 6]; end the model with flatten and dense");
+        auto one_class = flatten(images) | dense(1);
+        CHECK(error_of([&] { Model("m", one_class, softmax_cross_entropy()); }) ==
+              "model 'm': the output layer 'dense1' has 1 class, a classifier needs at least 2");
+        auto two_classes = flatten(x) | dense(2);
+        Model model("m", two_classes, softmax_cross_entropy());
+        CHECK(model.classes() == 2);
+        CHECK(model.name() == "m");
+    }
+
+}  // TEST_SUITE
