@@ -49,13 +49,16 @@ void stored_elementwise(Func f, int vector_width) {
     }
 }
 
-// A copy of a weight Func for `consumer`, stored with its second dim innermost.
-void transposed_copy(Func weight, Func consumer) {
+// A copy of a weight Func for `consumer`, stored with its second dim innermost. With
+// `padded_extent`, that dim is computed over [0, padded_extent) so that every lane a rounded-up
+// vector loop reads is written (the weight Func must then be defined there: zero-extended).
+void transposed_copy(Func weight, Func consumer, int64_t padded_extent = 0) {
     Func copy = weight.in(consumer);
     const std::vector<Var> v = copy.args();
     std::vector<Var> order = v;
     std::swap(order[0], order[1]);
     copy.compute_root().reorder_storage(order);
+    if (padded_extent > 0) copy.bound(v[1], 0, static_cast<int>(padded_extent));
 }
 
 }  // namespace
@@ -161,7 +164,7 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
             .parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load.
-        transposed_copy(s.weight, din);
+        transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
     }
 }
 
@@ -171,16 +174,62 @@ void schedule_pool_forward(PoolForwardStages s, const Context& context) {
 }
 
 void schedule_pool_backward(PoolBackwardStages s, const Context& context) {
-    stored_elementwise(s.input_grad, context.vector_width());
+    const PoolGeometry& g = s.geometry;
+    if (g.stride != g.kernel || g.padding != 0 || g.kernel > 4) {
+        stored_elementwise(s.input_grad, context.vector_width());
+        return;
+    }
+    // Non-overlapping windows: loops over whole windows, each position of a window unrolled, so
+    // the window index and the offset within it are loop variables, not divisions.
+    Func din = s.input_grad;
+    const std::vector<Var> v = din.args();  // (c, x, y, n)
+    const int k = static_cast<int>(g.kernel);
+    Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), rows("rows");
+    din.compute_root()
+        .align_bounds(v[1], k)
+        .align_bounds(v[2], k)
+        .split(v[1], xo, xi, k)
+        .split(v[2], yo, yi, k)
+        .reorder(v[0], xi, yi, xo, yo, v[3])
+        .vectorize(v[0], context.vector_width(), TailStrategy::RoundUp)
+        .unroll(xi)
+        .unroll(yi)
+        .fuse(yo, v[3], rows)
+        .parallel(rows);
 }
 
+namespace {
+
+constexpr int dense_block = 4;  // samples (or input features) sharing each loaded weight vector
+
+std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
+    std::vector<Halide::VarOrRVar> vars;
+    for (int d = 0; d < r.dimensions(); d++) vars.emplace_back(r[d]);
+    return vars;
+}
+
+}  // namespace
+
+// Dense layers are matrix products; each loaded weight vector feeds `dense_block` FMAs, one per
+// sample of a block of the batch (or per input feature for the weight gradient). Tails of the
+// runtime batch are guarded, never rounded up: rounding would read images past the batch.
 void schedule_dense_forward(DenseForwardStages s, const Context& context) {
     const int vw = context.vector_width();
     Func out = s.output;
     const std::vector<Var> v = out.args();  // (f, n)
     TailStrategy tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
     out.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
-    out.update().vectorize(v[0], vw, tail).parallel(v[1]);
+    Var fo("fo"), fi("fi"), no("no"), ni("ni");
+    std::vector<Halide::VarOrRVar> order = {fi, ni};
+    for (const auto& r : reduction_vars(s.reduction)) order.push_back(r);
+    order.insert(order.end(), {fo, no});
+    out.update()
+        .split(v[0], fo, fi, vw, tail)
+        .split(v[1], no, ni, dense_block, TailStrategy::GuardWithIf)
+        .reorder(order)
+        .vectorize(fi)
+        .unroll(ni)
+        .parallel(no);
 }
 
 void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
@@ -190,7 +239,20 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();  // (o, input dims...)
         w.compute_root().vectorize(v[0], vw, out_tail).parallel(v.back());
-        w.update().vectorize(v[0], vw, out_tail).parallel(v.back());
+        Var oo("oo"), oi("oi"), io("io"), ii("ii");
+        std::vector<Halide::VarOrRVar> order = {oi, ii, s.weight_grad_reduction.x, oo, io};
+        for (size_t d = 2; d < v.size(); d++) order.push_back(v[d]);
+        Halide::Stage update = w.update();
+        update.split(v[0], oo, oi, vw, out_tail)
+            .split(v[1], io, ii, dense_block, TailStrategy::GuardWithIf)
+            .reorder(order)
+            .vectorize(oi)
+            .unroll(ii);
+        if (v.size() > 2) {
+            update.parallel(v.back());
+        } else {
+            update.parallel(io);
+        }
     }
     if (s.bias_grad.defined()) {
         s.bias_grad.compute_root().vectorize(s.bias_grad.args()[0], vw, out_tail);
@@ -202,7 +264,17 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
         TailStrategy tail = s.input_innermost_extent % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
         transposed_copy(s.weight, din);
         din.compute_root().vectorize(v[0], vw, tail).parallel(v.back());
-        din.update().vectorize(v[0], vw, tail).parallel(v.back());
+        Var io("io"), ii("ii"), no("no"), ni("ni");
+        std::vector<Halide::VarOrRVar> order = {ii, ni, s.input_grad_reduction.x, io};
+        for (size_t d = 1; d + 1 < v.size(); d++) order.push_back(v[d]);
+        order.push_back(no);
+        din.update()
+            .split(v[0], io, ii, vw, tail)
+            .split(v.back(), no, ni, dense_block, TailStrategy::GuardWithIf)
+            .reorder(order)
+            .vectorize(ii)
+            .unroll(ni)
+            .parallel(no);
     }
 }
 
