@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""PyTorch peer of convgen_bench: the same workloads, timed the same way.
+
+Run with Debian's /usr/bin/python3 (the one that has torch):
+    /usr/bin/python3 bench/pytorch_peer.py --list
+    /usr/bin/python3 bench/pytorch_peer.py --workload lenet5_train_b64 --warmup-seconds 2 --seconds 10
+
+Prints one JSON line: {"workload", "metric", "unit", "value" (median of samples), "samples", ...}.
+A workload is a row of WORKLOADS; a model is a builder in MODELS. To add ResNet-20, write its
+builder, add it to MODELS and add its rows.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+# Debian's torch calls the system OpenBLAS (pthread build), which starts a thread per core on
+# top of torch's OpenMP threads; the two then fight over the cores (LeNet-5 training at batch
+# 64 on 2 cores: about 3,000 images/s instead of 5,300). Torch's threads are the ones we set,
+# so OpenBLAS gets one unless the caller says otherwise. Must precede loading torch.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def lenet5() -> nn.Module:
+    # Same layers, shapes and order as examples/mnist_lenet/model.cpp.
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: object           # () -> nn.Module producing logits
+    input_shape: tuple      # (C, H, W) of one image
+    classes: int
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+
+
+MODELS = {
+    "lenet5": ModelSpec(lenet5, (1, 28, 28), 10, learning_rate=0.01, momentum=0.9, weight_decay=5e-4),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    model: str
+    kind: str               # "train" or "infer"
+    batch: int
+    metric: str             # train_throughput, infer_throughput or latency
+    unit: str               # images/s or ms
+    variant: str = "eager"  # "eager", or "frozen": torch.jit.freeze(torch.jit.script(model))
+    grad_mode: str = "no_grad"  # autograd guard around inference: no_grad or inference_mode
+    peer_of: str = ""       # the convgen workload this one is compared with, when named differently
+
+
+WORKLOADS = {
+    "lenet5_train_b64": Workload("lenet5", "train", 64, "train_throughput", "images/s"),
+    "lenet5_infer_b1": Workload("lenet5", "infer", 1, "latency", "ms"),
+    "lenet5_infer_b256": Workload("lenet5", "infer", 256, "infer_throughput", "images/s"),
+    # PyTorch's fastest batch-1 inference measured here: frozen TorchScript, inference_mode.
+    "lenet5_infer_b1_frozen": Workload("lenet5", "infer", 1, "latency", "ms", variant="frozen",
+                                       grad_mode="inference_mode", peer_of="lenet5_infer_b1"),
+}
+
+
+class Predictor(nn.Module):
+    """Forward plus softmax: what convgen's predict() returns."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)
+
+
+def make_step(name: str, grad_mode: str):
+    """Returns the workload and a function that runs one iteration of it."""
+    workload = WORKLOADS[name]
+    grad_mode = grad_mode or workload.grad_mode
+    spec = MODELS[workload.model]
+    torch.manual_seed(0)
+    net = spec.build()
+    images = torch.randn(workload.batch, *spec.input_shape)
+
+    if workload.kind == "train":
+        labels = torch.randint(0, spec.classes, (workload.batch,))
+        loss_fn = nn.CrossEntropyLoss()
+        optimizer = torch.optim.SGD(net.parameters(), lr=spec.learning_rate,
+                                    momentum=spec.momentum, weight_decay=spec.weight_decay)
+        net.train()
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(images), labels)
+            loss.backward()
+            optimizer.step()
+
+        return workload, train_step
+
+    predictor = Predictor(net).eval()
+    if workload.variant == "frozen":
+        predictor = torch.jit.freeze(torch.jit.script(predictor))
+    elif workload.variant != "eager":
+        raise ValueError(f"workload {name}: unknown variant '{workload.variant}'")
+    guard = torch.inference_mode if grad_mode == "inference_mode" else torch.no_grad
+
+    def infer_step():
+        with guard():
+            predictor(images)
+
+    return workload, infer_step
+
+
+def measure(step, warmup_seconds: float, seconds: float, repeats: int):
+    """Warms up, then times `repeats` runs of n iterations each, n chosen so a run takes
+    about seconds/repeats. Returns (seconds per iteration of each run, n)."""
+    start = time.perf_counter()
+    iterations = 0
+    # Calibrate on the second half of the warm-up, once caches and allocators have settled.
+    calibration_start, calibration_iterations = start, 0
+    while True:
+        step()
+        iterations += 1
+        now = time.perf_counter()
+        if now - start >= warmup_seconds / 2 and calibration_iterations == 0 and iterations > 1:
+            calibration_start, calibration_iterations = now, iterations
+        if now - start >= warmup_seconds and iterations >= 3:
+            break
+    timed_iterations = iterations - calibration_iterations
+    per_iteration = (now - calibration_start) / max(timed_iterations, 1)
+    n = max(1, math.ceil(seconds / repeats / max(per_iteration, 1e-9)))
+
+    per_run = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        per_run.append((time.perf_counter() - t0) / n)
+    return per_run, n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print the workload names and exit")
+    parser.add_argument("--describe", action="store_true",
+                        help="print one JSON line per workload (metric, unit, peer_of) and exit")
+    parser.add_argument("--workload", help="workload to time (see --list)")
+    parser.add_argument("--warmup-seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="total timed seconds")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; value is their median")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch intra-op threads (default: the cores this process may use)")
+    parser.add_argument("--grad-mode", choices=["no_grad", "inference_mode"],
+                        help="autograd guard around inference (default: the workload's)")
+    parser.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
+    args = parser.parse_args()
+
+    if args.list:
+        print("\n".join(WORKLOADS))
+        return 0
+    if args.describe:
+        for name, w in WORKLOADS.items():
+            print(json.dumps({"workload": name, "metric": w.metric, "unit": w.unit,
+                              "peer_of": w.peer_of or name}))
+        return 0
+    if args.workload not in WORKLOADS:
+        parser.error(f"--workload: expected one of {', '.join(WORKLOADS)}, found '{args.workload}'")
+    if args.repeats < 1 or args.seconds <= 0 or args.warmup_seconds < 0:
+        parser.error("expected --repeats >= 1, --seconds > 0 and --warmup-seconds >= 0")
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    torch.backends.mkldnn.enabled = not args.no_mkldnn
+
+    workload, step = make_step(args.workload, args.grad_mode)
+    per_run, n = measure(step, args.warmup_seconds, args.seconds, args.repeats)
+    if workload.unit == "ms":
+        samples = [t * 1e3 for t in per_run]
+    else:
+        samples = [workload.batch / t for t in per_run]
+    print(json.dumps({
+        "workload": args.workload,
+        "metric": workload.metric,
+        "unit": workload.unit,
+        "value": statistics.median(samples),
+        "samples": samples,
+        "iterations_per_sample": n,
+        "batch": workload.batch,
+        "threads": torch.get_num_threads(),
+        "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
+        "mkldnn": torch.backends.mkldnn.enabled,
+        "grad_mode": (args.grad_mode or workload.grad_mode) if workload.kind == "infer" else "train",
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
