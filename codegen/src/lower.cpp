@@ -108,7 +108,7 @@ class Lowering {
         context_.target = options.target;
         context_.training = training;
         context_.database = options.database;
-        const Shape& input_shape = graph_.node(model.input_node()).shape;
+        const Shape& input_shape = model.graph().node(model.input_node()).shape;
         images_ = ImageParam(Halide::Float(32), input_shape.rank() + 1, "images");
         constrain_dense(images_, with_free_batch(halide_extents(input_shape)), true);
         batch_ = images_.dim(input_shape.rank()).extent();
