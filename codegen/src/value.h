@@ -33,6 +33,9 @@ struct Dims {
 // Call arguments for a Value with the given per-sample args followed by the batch index.
 std::vector<Halide::Expr> with_batch(std::vector<Halide::Expr> sample, const Halide::Expr& batch);
 
+// Pure vars named prefix0, prefix1, ... for Funcs of any dimensionality.
+std::vector<Halide::Var> numbered_vars(const char* prefix, int count);
+
 // Fresh pure vars for a Value's per-sample dims: (c, x, y) or (f).
 std::vector<Halide::Var> sample_vars(const Value& value);
 

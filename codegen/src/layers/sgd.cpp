@@ -6,8 +6,7 @@ schedules::ParameterUpdateStages sgd_momentum_update(const std::string& name, co
                                                      const Halide::Func& velocity, const Halide::Func& gradient,
                                                      int dimensions, const Halide::Expr& learning_rate,
                                                      const Halide::Expr& momentum, const Halide::Expr& weight_decay) {
-    std::vector<Halide::Var> vars;
-    for (int d = 0; d < dimensions; d++) vars.emplace_back("p" + std::to_string(d));
+    const std::vector<Halide::Var> vars = numbered_vars("p", dimensions);
     const std::vector<Halide::Expr> args(vars.begin(), vars.end());
     schedules::ParameterUpdateStages stages;
     stages.dimensions = dimensions;
