@@ -19,22 +19,19 @@ int registers(const Context& context) { return context.target.has_feature(Halide
 
 int vectors_for(int64_t channels, int width) { return static_cast<int>((channels + width - 1) / width); }
 
-// (c, x, y, n) stored at root and computed in parallel over rows of every sample.
-void rows_in_parallel(Func f) {
-    const std::vector<Var> v = f.args();
-    Var rows("rows");
-    f.fuse(v[2], v[3], rows).parallel(rows);
-}
-
 // A zero-extended copy of a tensor, computed once per call; the select of the boundary stays out
 // of the consumer's inner loop.
 void copy_at_root(Func f, int vector_width, int64_t innermost_extent) {
     f.compute_root();
     const std::vector<Var> v = f.args();
-    if (innermost_extent % vector_width == 0) f.vectorize(v[0], vector_width);
-    if (v.size() == 4) {
-        rows_in_parallel(f);
+    if (innermost_extent % vector_width == 0) {
+        f.vectorize(v[0], vector_width);
+    } else if (innermost_extent == 1 && v.size() == 4) {
+        // One channel (grey images): x is the contiguous dim.
+        f.vectorize(v[1], vector_width, TailStrategy::GuardWithIf);
     }
+    // Copies are cheap per row: one task per sample, so that scheduling a task costs less than it does.
+    f.parallel(v.back());
 }
 
 // Pure vars of a stored feature/image tensor: vectorise the innermost, parallel over the batch.
@@ -42,11 +39,7 @@ void stored_elementwise(Func f, int vector_width) {
     f.compute_root();
     const std::vector<Var> v = f.args();
     f.vectorize(v[0], vector_width, TailStrategy::RoundUp);
-    if (v.size() == 4) {
-        rows_in_parallel(f);
-    } else if (v.size() >= 2) {
-        f.parallel(v.back());
-    }
+    if (v.size() >= 2) f.parallel(v.back());  // one task per sample, as for copies
 }
 
 // A copy of a weight Func for `consumer`, stored with its second dim innermost. With
