@@ -62,7 +62,9 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const int channel_vectors = vectors_for(g.out_channels, vw);
     ScheduleParameters p =
         choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
-               {{"tile_x", register_tile_width(g.out_width, channel_vectors, registers(context))}});
+               {{"tile_x", register_tile_width(g.out_width, channel_vectors,
+                                               registers(context) - (channel_vectors == 1 ? int(g.kernel) : 0))},
+                {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
 
     copy_at_root(s.weight, vw, g.out_channels);
     // Every lane the vectorised conv reads is written: output channels padded with zeros up to
@@ -93,11 +95,14 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     out.vectorize(c, vw, TailStrategy::RoundUp);
     // The register tile: channel vectors x tile_x pixels of accumulators, the reduction around it.
     Halide::Stage update = out.update();
-    update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
-        .split(c, co, ci, vw, TailStrategy::RoundUp)
-        .reorder(ci, xi, co, r.x, r.y, r.z, xo)
-        .vectorize(ci)
-        .unroll(xi);
+    update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp).split(c, co, ci, vw, TailStrategy::RoundUp);
+    if (channel_vectors == 1 && g.stride == 1 && p["unroll_kx"]) {
+        // As in the input gradient: the kx taps unrolled inside the tile share input broadcasts.
+        update.reorder(ci, xi, r.y, co, r.x, r.z, xo).unroll(r.y);
+    } else {
+        update.reorder(ci, xi, co, r.x, r.y, r.z, xo);
+    }
+    update.vectorize(ci).unroll(xi);
     if (channel_vectors <= 4) update.unroll(co);
 }
 
@@ -143,18 +148,22 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         const int channel_vectors = vectors_for(g.in_channels, vw);
         ScheduleParameters p =
             choose(context, conv_signature("conv2d_input_grad", g, false),
-                   {{"tile_x", register_tile_width(g.in_width, channel_vectors, registers(context))}});
+                   {{"tile_x", register_tile_width(g.in_width, channel_vectors, registers(context) - g.kernel)},
+                    {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
         din.compute_root();
         Var rows("rows"), xo("xo"), xi("xi"), co("co"), ci("ci");
         din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
-        din.update()
-            .split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp)
-            .split(c, co, ci, vw, TailStrategy::RoundUp)
-            .reorder(ci, xi, co, r.x, r.y, r.z, xo, y, n)
-            .vectorize(ci)
-            .unroll(xi)
-            .fuse(y, n, rows)
-            .parallel(rows);
+        // With one channel vector, every FMA needs its own broadcast of d_output; unrolling the
+        // kx taps inside the pixel tile lets the tile_x + k - 1 distinct broadcasts of a row serve
+        // all tile_x * k FMAs.
+        Halide::Stage update = din.update();
+        update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp).split(c, co, ci, vw, TailStrategy::RoundUp);
+        if (channel_vectors == 1 && p["unroll_kx"]) {
+            update.reorder(ci, xi, r.y, co, r.x, r.z, xo, y, n).unroll(r.y);
+        } else {
+            update.reorder(ci, xi, co, r.x, r.y, r.z, xo, y, n);
+        }
+        update.vectorize(ci).unroll(xi).fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load.
         transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
