@@ -2,6 +2,7 @@
 // bench/pytorch_peer.py so that bench/run can alternate the two and compare like with like.
 //   convgen_bench --workload NAME [--warmup-seconds S] [--seconds T] [--repeats R]
 //   convgen_bench --list
+#include "conv3x3_layer.hpp"
 #include "lenet5.hpp"
 
 #include <algorithm>
@@ -53,6 +54,8 @@ const std::map<std::string, Workload>& workloads() {
         {"lenet5_train_b64", {"train_throughput", "images/s", 64, [] { return train_step<lenet5::Model>(64); }}},
         {"lenet5_infer_b1", {"latency", "ms", 1, [] { return infer_step<lenet5::Model>(1); }}},
         {"lenet5_infer_b256", {"infer_throughput", "images/s", 256, [] { return infer_step<lenet5::Model>(256); }}},
+        {"conv3x3_layer_infer_b64",
+         {"infer_throughput", "images/s", 64, [] { return infer_step<conv3x3_layer::Model>(64); }}},
     };
     return all;
 }

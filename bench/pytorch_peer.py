@@ -41,6 +41,15 @@ def lenet5() -> nn.Module:
     )
 
 
+def conv3x3_layer() -> nn.Module:
+    # Same as bench/models/conv3x3_layer.cpp: 37.7 MFLOP per image in the conv.
+    return nn.Sequential(
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 16 * 16, 10),
+    )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     build: object           # () -> nn.Module producing logits
@@ -53,6 +62,8 @@ class ModelSpec:
 
 MODELS = {
     "lenet5": ModelSpec(lenet5, (1, 28, 28), 10, learning_rate=0.01, momentum=0.9, weight_decay=5e-4),
+    "conv3x3_layer": ModelSpec(conv3x3_layer, (32, 32, 32), 10, learning_rate=0.01, momentum=0.9,
+                               weight_decay=5e-4),
 }
 
 
@@ -72,6 +83,7 @@ WORKLOADS = {
     "lenet5_train_b64": Workload("lenet5", "train", 64, "train_throughput", "images/s"),
     "lenet5_infer_b1": Workload("lenet5", "infer", 1, "latency", "ms"),
     "lenet5_infer_b256": Workload("lenet5", "infer", 256, "infer_throughput", "images/s"),
+    "conv3x3_layer_infer_b64": Workload("conv3x3_layer", "infer", 64, "infer_throughput", "images/s"),
     # PyTorch's fastest batch-1 inference measured here: frozen TorchScript, inference_mode.
     "lenet5_infer_b1_frozen": Workload("lenet5", "infer", 1, "latency", "ms", variant="frozen",
                                        grad_mode="inference_mode", peer_of="lenet5_infer_b1"),

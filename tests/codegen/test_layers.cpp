@@ -291,6 +291,7 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
         {2, 8, 5, 5, 3, 1, 1, 0},   // 1x1 kernel, 3 outputs rounded up to a vector
         {1, 16, 9, 7, 6, 5, 2, 2},  // kernel 5, stride 2, padding 2
         {3, 3, 5, 6, 8, 3, 1, 1, false},
+        {2, 40, 7, 9, 48, 3, 1, 1},  // many channel vectors: register tiles of several, blocks outside
     };
     unsigned seed = 1;
     for (const ConvCase& t : cases) check_conv2d(t, seed++);

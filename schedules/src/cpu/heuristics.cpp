@@ -38,4 +38,22 @@ int register_tile_width(int64_t width, int channel_vectors, int registers) {
     return limit;
 }
 
+RegisterTile choose_register_tile(int channel_vectors, int64_t width, int registers) {
+    RegisterTile best;
+    double best_score = 0;
+    for (int block = 1; block <= channel_vectors; block++) {
+        if (channel_vectors % block != 0) continue;
+        for (int tile = 1; tile <= width; tile++) {
+            if (block * tile + block + 1 > registers) break;
+            const double rounded = static_cast<double>((width + tile - 1) / tile * tile);
+            const double score = static_cast<double>(block * tile) / (block + tile) * static_cast<double>(width) / rounded;
+            if (score > best_score + 1e-9) {
+                best_score = score;
+                best = {block, tile};
+            }
+        }
+    }
+    return best;
+}
+
 }  // namespace convgen::schedules::cpu

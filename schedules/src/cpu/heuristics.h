@@ -22,4 +22,14 @@ ScheduleParameters choose(const Context& context, const std::string& signature, 
 // 32 (AVX-512) vector registers. A divisor of the width is preferred, so no tail is computed.
 int register_tile_width(int64_t width, int channel_vectors, int registers);
 
+// With several channel vectors: how many of them (a divisor of channel_vectors) and how many
+// pixels form the register tile. Each reduction step loads `channel_block` weight vectors and
+// broadcasts `tile_x` inputs for channel_block * tile_x FMAs; the tile maximising FMAs per
+// load that fits in the registers wins, discounted by the pixels a rounded-up tail wastes.
+struct RegisterTile {
+    int channel_block = 1;
+    int tile_x = 1;
+};
+RegisterTile choose_register_tile(int channel_vectors, int64_t width, int registers);
+
 }  // namespace convgen::schedules::cpu

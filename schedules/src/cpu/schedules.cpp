@@ -60,11 +60,13 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
-    ScheduleParameters p =
-        choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
-               {{"tile_x", register_tile_width(g.out_width, channel_vectors,
-                                               registers(context) - (channel_vectors == 1 ? int(g.kernel) : 0))},
-                {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
+    const RegisterTile tile = channel_vectors == 1
+                                  ? RegisterTile{1, register_tile_width(g.out_width, 1, registers(context) - int(g.kernel))}
+                                  : choose_register_tile(channel_vectors, g.out_width, registers(context));
+    ScheduleParameters p = choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
+                                  {{"tile_x", tile.tile_x},
+                                   {"channel_block", tile.channel_block},
+                                   {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
 
     copy_at_root(s.weight, vw, g.out_channels);
     // Every lane the vectorised conv reads is written: output channels padded with zeros up to
@@ -100,10 +102,13 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         // As in the input gradient: the kx taps unrolled inside the tile share input broadcasts.
         update.reorder(ci, xi, r.y, co, r.x, r.z, xo).unroll(r.y);
     } else {
-        update.reorder(ci, xi, co, r.x, r.y, r.z, xo);
+        // A block of channel vectors inside the reduction, the other blocks outside it.
+        Var coo("coo"), coi("coi");
+        update.split(co, coo, coi, p["channel_block"], TailStrategy::RoundUp)
+            .reorder(ci, xi, coi, r.x, r.y, r.z, xo, coo)
+            .unroll(coi);
     }
     update.vectorize(ci).unroll(xi);
-    if (channel_vectors <= 4) update.unroll(co);
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
@@ -146,10 +151,14 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
         const auto& r = s.input_grad_reduction;
         const int channel_vectors = vectors_for(g.in_channels, vw);
-        ScheduleParameters p =
-            choose(context, conv_signature("conv2d_input_grad", g, false),
-                   {{"tile_x", register_tile_width(g.in_width, channel_vectors, registers(context) - g.kernel)},
-                    {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
+        const RegisterTile tile =
+            channel_vectors == 1
+                ? RegisterTile{1, register_tile_width(g.in_width, 1, registers(context) - int(g.kernel))}
+                : choose_register_tile(channel_vectors, g.in_width, registers(context));
+        ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
+                                      {{"tile_x", tile.tile_x},
+                                       {"channel_block", tile.channel_block},
+                                       {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
         din.compute_root();
         Var rows("rows"), xo("xo"), xi("xi"), co("co"), ci("ci");
         din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
@@ -161,7 +170,10 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         if (channel_vectors == 1 && p["unroll_kx"]) {
             update.reorder(ci, xi, r.y, co, r.x, r.z, xo, y, n).unroll(r.y);
         } else {
-            update.reorder(ci, xi, co, r.x, r.y, r.z, xo, y, n);
+            Var coo("coo"), coi("coi");
+            update.split(co, coo, coi, p["channel_block"], TailStrategy::RoundUp)
+                .reorder(ci, xi, coi, r.x, r.y, r.z, xo, coo, y, n)
+                .unroll(coi);
         }
         update.vectorize(ci).unroll(xi).fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
