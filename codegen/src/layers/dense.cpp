@@ -38,8 +38,12 @@ schedules::DenseForwardStages dense_forward(const std::string& name, const Value
     stages.reduction = over_extents(input.extents, name + "_r");
     const std::vector<Expr> r = rdom_args(stages.reduction);
     stages.output = Func(name);
-    stages.output(f, n) = bias.defined() ? bias(f) : Expr(0.0f);
-    stages.output(f, n) += weight(prepend(f, r)) * input.func(with_batch(r, n));
+    // Weights and bias zero-extended, as conv2d's: a schedule may round the output loop up.
+    std::vector<int64_t> weight_extents = {out_features};
+    weight_extents.insert(weight_extents.end(), input.extents.begin(), input.extents.end());
+    stages.weight = zero_extended(weight, weight_extents, 0, name + "_weight");
+    stages.output(f, n) = bias.defined() ? zero_extended(bias, {out_features}, 0, name + "_bias")(f) : Expr(0.0f);
+    stages.output(f, n) += stages.weight(prepend(f, r)) * input.func(with_batch(r, n));
     return stages;
 }
 

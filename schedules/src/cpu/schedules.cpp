@@ -229,9 +229,14 @@ std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
 // runtime batch are guarded, never rounded up: rounding would read images past the batch.
 void schedule_dense_forward(DenseForwardStages s, const Context& context) {
     const int vw = context.vector_width();
+    // The weights copied once per call, output features padded with zeros to whole vectors, so
+    // that the output loop is rounded up instead of guarded (a scalar tail per reduction step).
+    Func weight = s.weight;
+    const int out_vectors = vectors_for(s.out_features, vw);
+    weight.compute_root().bound(weight.args()[0], 0, out_vectors * vw).vectorize(weight.args()[0], vw);
     Func out = s.output;
     const std::vector<Var> v = out.args();  // (f, n)
-    TailStrategy tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+    const TailStrategy tail = TailStrategy::RoundUp;
     out.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
     Var fo("fo"), fi("fi"), no("no"), ni("ni");
     std::vector<Halide::VarOrRVar> order = {fi, ni};

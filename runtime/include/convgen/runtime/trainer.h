@@ -19,7 +19,7 @@ namespace convgen::runtime {
 struct TrainOptions {
     int epochs = 5;
     int batch = 64;
-    float learning_rate = 0.05f;  // at the first epoch; annealed to 0 by a cosine over the epochs
+    float learning_rate = 0.03f;  // at the first epoch; annealed to 0 by a cosine over the epochs
     float momentum = 0.9f;
     float weight_decay = 5e-4f;
     uint64_t seed = 1;  // fixes the order of the samples

@@ -62,6 +62,7 @@ struct PoolBackwardStages {
 
 struct DenseForwardStages {
     int64_t in_features = 0, out_features = 0;
+    Halide::Func weight;  // zero-extended weights, (o, input dims...)
     Halide::Func output;  // (f, n)
     Halide::RDom reduction;
 };
