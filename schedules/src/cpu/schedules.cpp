@@ -54,19 +54,47 @@ void transposed_copy(Func weight, Func consumer, int64_t padded_extent = 0) {
     if (padded_extent > 0) copy.bound(v[1], 0, static_cast<int>(padded_extent));
 }
 
+// Default parameters of a conv-shaped register tile (a forward conv, or the input gradient)
+// over `channels` vectorised channels of rows `width` pixels wide.
+ScheduleParameters register_tile_defaults(const Context& context, int64_t channels, int64_t width, int64_t kernel) {
+    const int channel_vectors = vectors_for(channels, context.vector_width());
+    const RegisterTile tile =
+        channel_vectors == 1 ? RegisterTile{1, register_tile_width(width, 1, registers(context) - int(kernel))}
+                             : choose_register_tile(channel_vectors, width, registers(context));
+    return {{"tile_x", tile.tile_x}, {"channel_block", tile.channel_block}, {"unroll_kx", kernel <= 7 ? 1 : 0}};
+}
+
+// The register tile of a conv-shaped update over (c, x, ...) with reduction r = (channel, kx, ky):
+// channel vectors x tile_x pixels of accumulators, the reduction around them, `outer` outside.
+// With one channel vector every FMA needs its own broadcast; unrolling the kx taps inside the
+// pixel tile (`share_kx`) lets tile_x + k - 1 broadcasts of a row serve all tile_x * k FMAs.
+// With several, a block of them stays inside the reduction and the other blocks go outside.
+void register_tiled(Halide::Stage update, const Var& c, const Var& x, const Halide::RDom& r,
+                    const std::vector<Halide::VarOrRVar>& outer, int channel_vectors, bool share_kx,
+                    const ScheduleParameters& p, int vector_width) {
+    Var xo("xo"), xi("xi"), co("co"), ci("ci"), coo("coo"), coi("coi");
+    update.split(x, xo, xi, p.at("tile_x"), TailStrategy::RoundUp)
+        .split(c, co, ci, vector_width, TailStrategy::RoundUp);
+    std::vector<Halide::VarOrRVar> order;
+    if (channel_vectors == 1 && share_kx && p.at("unroll_kx")) {
+        order = {ci, xi, r.y, co, r.x, r.z, xo};
+        update.unroll(r.y);
+    } else {
+        update.split(co, coo, coi, p.at("channel_block"), TailStrategy::RoundUp).unroll(coi);
+        order = {ci, xi, coi, r.x, r.y, r.z, xo, coo};
+    }
+    order.insert(order.end(), outer.begin(), outer.end());
+    update.reorder(order).vectorize(ci).unroll(xi);
+}
+
 }  // namespace
 
 void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool) {
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
-    const RegisterTile tile = channel_vectors == 1
-                                  ? RegisterTile{1, register_tile_width(g.out_width, 1, registers(context) - int(g.kernel))}
-                                  : choose_register_tile(channel_vectors, g.out_width, registers(context));
-    ScheduleParameters p = choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
-                                  {{"tile_x", tile.tile_x},
-                                   {"channel_block", tile.channel_block},
-                                   {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
+    const ScheduleParameters p = choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
+                                        register_tile_defaults(context, g.out_channels, g.out_width, g.kernel));
 
     copy_at_root(s.weight, vw, g.out_channels);
     // Every lane the vectorised conv reads is written: output channels padded with zeros up to
@@ -77,8 +105,6 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     Func out = s.output;
     const std::vector<Var> v = out.args();
     const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
-    const auto& r = s.reduction;
-    Var xo("xo"), xi("xi"), co("co"), ci("ci");
     if (pool) {
         // The pool owns the loop nest; the conv rows one pool row needs are computed inside it.
         Func p_out = pool->output;
@@ -95,20 +121,8 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         out.update().fuse(y, n, rows).parallel(rows);
     }
     out.vectorize(c, vw, TailStrategy::RoundUp);
-    // The register tile: channel vectors x tile_x pixels of accumulators, the reduction around it.
-    Halide::Stage update = out.update();
-    update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp).split(c, co, ci, vw, TailStrategy::RoundUp);
-    if (channel_vectors == 1 && g.stride == 1 && p["unroll_kx"]) {
-        // As in the input gradient: the kx taps unrolled inside the tile share input broadcasts.
-        update.reorder(ci, xi, r.y, co, r.x, r.z, xo).unroll(r.y);
-    } else {
-        // A block of channel vectors inside the reduction, the other blocks outside it.
-        Var coo("coo"), coi("coi");
-        update.split(co, coo, coi, p["channel_block"], TailStrategy::RoundUp)
-            .reorder(ci, xi, coi, r.x, r.y, r.z, xo, coo)
-            .unroll(coi);
-    }
-    update.vectorize(ci).unroll(xi);
+    // Strided taps do not share broadcasts.
+    register_tiled(out.update(), c, x, s.reduction, {}, channel_vectors, g.stride == 1, p, vw);
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
@@ -151,31 +165,14 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
         const auto& r = s.input_grad_reduction;
         const int channel_vectors = vectors_for(g.in_channels, vw);
-        const RegisterTile tile =
-            channel_vectors == 1
-                ? RegisterTile{1, register_tile_width(g.in_width, 1, registers(context) - int(g.kernel))}
-                : choose_register_tile(channel_vectors, g.in_width, registers(context));
-        ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
-                                      {{"tile_x", tile.tile_x},
-                                       {"channel_block", tile.channel_block},
-                                       {"unroll_kx", g.kernel <= 7 ? 1 : 0}});
+        const ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
+                                            register_tile_defaults(context, g.in_channels, g.in_width, g.kernel));
         din.compute_root();
-        Var rows("rows"), xo("xo"), xi("xi"), co("co"), ci("ci");
+        Var rows("rows");
         din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
-        // With one channel vector, every FMA needs its own broadcast of d_output; unrolling the
-        // kx taps inside the pixel tile lets the tile_x + k - 1 distinct broadcasts of a row serve
-        // all tile_x * k FMAs.
         Halide::Stage update = din.update();
-        update.split(x, xo, xi, p["tile_x"], TailStrategy::RoundUp).split(c, co, ci, vw, TailStrategy::RoundUp);
-        if (channel_vectors == 1 && p["unroll_kx"]) {
-            update.reorder(ci, xi, r.y, co, r.x, r.z, xo, y, n).unroll(r.y);
-        } else {
-            Var coo("coo"), coi("coi");
-            update.split(co, coo, coi, p["channel_block"], TailStrategy::RoundUp)
-                .reorder(ci, xi, coi, r.x, r.y, r.z, xo, coo, y, n)
-                .unroll(coi);
-        }
-        update.vectorize(ci).unroll(xi).fuse(y, n, rows).parallel(rows);
+        register_tiled(update, c, x, r, {y, n}, channel_vectors, true, p, vw);
+        update.fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load.
         transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
