@@ -3,74 +3,90 @@
 #include <convgen/tensor.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace convgen {
 
 namespace {
 
-std::string describe(const Node& node) {
-    return std::visit(
-        [&](const auto& a) -> std::string {
-            using A = std::decay_t<decltype(a)>;
-            if constexpr (std::is_same_v<A, Conv2dAttributes>) {
-                return fmt::format("conv2d {}@{}x{}, stride {}, padding {}", a.out_channels, a.kernel, a.kernel,
-                                   a.stride, a.padding);
-            } else if constexpr (std::is_same_v<A, PoolAttributes>) {
-                return fmt::format("{} {}x{}, stride {}, padding {}", to_string(node.kind), a.kernel, a.kernel,
-                                   a.stride, a.padding);
-            } else if constexpr (std::is_same_v<A, DenseAttributes>) {
-                return fmt::format("dense {}", a.out_features);
-            } else {
-                return to_string(node.kind);
-            }
-        },
-        node.attributes);
+[[noreturn]] void fail(const Node& node, const Shape& input_shape, const std::string& rule) {
+    throw ModelError(
+        fmt::format("layer '{}' ({}): input shape {}: {}", node.name, describe(node), input_shape.to_string(), rule));
 }
 
-[[noreturn]] void fail(const Node& node, const Shape& input_shape, const std::string& rule) {
-    throw ModelError(fmt::format("layer '{}' ({}): input shape {}: {}", node.name, describe(node),
-                                 input_shape.to_string(), rule));
-}
+using ShapeRule = std::function<Shape(const Node&, const Shape&)>;
 
 // Appends a node after `x`. The node is named before its shape is inferred so that a failing
 // rule can name the layer.
-Tensor append(const Tensor& x, Node node, const std::function<Shape(const Node&, const Shape&)>& infer) {
+Tensor append(const Tensor& x, Node node, const ShapeRule& infer) {
     Graph& graph = *x.graph();
     node.inputs = {x.node_id()};
-    node.name = graph.assign_name(node.kind, node.name);
+    node.name = graph.assign_name(node);
     node.shape = infer(node, x.shape());
     return Tensor(x.graph(), graph.add(std::move(node)));
 }
 
+Node make_node(LayerKind kind, const std::string& name, LayerAttributes attributes = {}) {
+    Node node;
+    node.kind = kind;
+    node.name = name;
+    node.attributes = std::move(attributes);
+    return node;
+}
+
 void require_image(const Node& node, const Shape& in) {
     if (in.rank() != 3) {
-        fail(node, in, fmt::format("expects an image tensor [channels, height, width] but got rank {}{}", in.rank(),
-                                   in.rank() == 1 ? " (features); spatial layers cannot follow flatten or dense" : ""));
+        fail(node, in,
+             fmt::format("expects an image tensor [channels, height, width] but got rank {}{}", in.rank(),
+                         in.rank() == 1 ? " (features); spatial layers cannot follow flatten or dense" : ""));
     }
 }
 
 // Output size of a sliding window, PyTorch's floor rule.
-int64_t window_output(const Node& node, const Shape& in, const char* axis, int64_t size, int64_t kernel,
-                      int64_t stride, int64_t padding) {
+// `extent` is the kernel's reach: the kernel for pools, dilation * (kernel - 1) + 1 for convs.
+int64_t window_output(const Node& node, const Shape& in, const char* axis, int64_t size, int64_t extent, int64_t stride,
+                      int64_t padding, bool dilated = false) {
     const int64_t padded = size + 2 * padding;
-    if (padded < kernel) {
-        fail(node, in, fmt::format("{} {} plus padding 2*{} is smaller than the kernel {}", axis, size, padding,
-                                   kernel));
+    if (padded < extent) {
+        fail(node, in,
+             fmt::format("{} {} plus padding 2*{} is smaller than the {}kernel {}", axis, size, padding,
+                         dilated ? "dilated " : "", extent));
     }
-    return (padded - kernel) / stride + 1;
+    return (padded - extent) / stride + 1;
 }
 
 void require_positive(const Node& node, const Shape& in, const char* what, int64_t value) {
     if (value <= 0) fail(node, in, fmt::format("{} must be positive, got {}", what, value));
 }
 
+// A layer of several inputs, all from the same graph.
+Tensor append_merge(const std::vector<Tensor>& inputs, Node node,
+                    const std::function<Shape(const Node&, const std::vector<Tensor>&)>& infer) {
+    if (inputs.empty()) throw ModelError(fmt::format("{} of no tensors", to_string(node.kind)));
+    const std::shared_ptr<Graph>& graph = inputs.front().graph();
+    node.name = graph->assign_name(node);
+    for (const Tensor& t : inputs) {
+        if (t.graph() != graph) {
+            throw ModelError(fmt::format("layer '{}' ({}): input '{}' belongs to another model's graph", node.name,
+                                         describe(node), t.name()));
+        }
+        node.inputs.push_back(t.node_id());
+    }
+    node.shape = infer(node, inputs);
+    return Tensor(graph, graph->add(std::move(node)));
+}
+
+std::string shapes_of(const std::vector<Tensor>& inputs) {
+    std::vector<std::string> parts;
+    for (const Tensor& t : inputs) parts.push_back(fmt::format("'{}' {}", t.name(), t.shape().to_string()));
+    return fmt::format("{}", fmt::join(parts, ", "));
+}
+
 }  // namespace
 
 Tensor input(const std::string& name, Shape shape) {
     auto graph = std::make_shared<Graph>();
-    Node node;
-    node.kind = LayerKind::input;
-    node.name = name;
+    Node node = make_node(LayerKind::input, name);
     node.shape = shape;
     if (shape.rank() != 3 && shape.rank() != 1) {
         throw ModelError(fmt::format("input '{}': shape {} must be [channels, height, width] or [features]", name,
@@ -81,25 +97,32 @@ Tensor input(const std::string& name, Shape shape) {
             throw ModelError(fmt::format("input '{}': shape {} has a non-positive size", name, shape.to_string()));
         }
     }
-    node.name = graph->assign_name(LayerKind::input, name);
+    node.name = graph->assign_name(node);
     return Tensor(graph, graph->add(std::move(node)));
 }
 
 Tensor conv2d(const Tensor& x, int64_t out_channels, int64_t kernel, const Conv2dOptions& options) {
-    Node node;
-    node.kind = LayerKind::conv2d;
-    node.name = options.name;
-    node.attributes =
-        Conv2dAttributes{out_channels, kernel, options.stride, options.padding, options.bias, options.weight_init};
+    Node node = make_node(LayerKind::conv2d, options.name,
+                          Conv2dAttributes{out_channels, kernel, options.stride, options.padding, options.dilation,
+                                           options.groups, options.bias, options.weight_init});
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<Conv2dAttributes>();
         require_image(n, in);
         require_positive(n, in, "out_channels", a.out_channels);
         require_positive(n, in, "kernel", a.kernel);
         require_positive(n, in, "stride", a.stride);
+        require_positive(n, in, "dilation", a.dilation);
+        require_positive(n, in, "groups", a.groups);
         if (a.padding < 0) fail(n, in, fmt::format("padding must be >= 0, got {}", a.padding));
-        return Shape{a.out_channels, window_output(n, in, "height", in[1], a.kernel, a.stride, a.padding),
-                     window_output(n, in, "width", in[2], a.kernel, a.stride, a.padding)};
+        if (in[0] % a.groups != 0 || a.out_channels % a.groups != 0) {
+            fail(n, in,
+                 fmt::format("groups {} must divide the input channels {} and the output channels {}", a.groups, in[0],
+                             a.out_channels));
+        }
+        const int64_t extent = a.dilation * (a.kernel - 1) + 1;
+        const bool dilated = a.dilation != 1;
+        return Shape{a.out_channels, window_output(n, in, "height", in[1], extent, a.stride, a.padding, dilated),
+                     window_output(n, in, "width", in[2], extent, a.stride, a.padding, dilated)};
     });
 }
 
@@ -107,21 +130,67 @@ LayerFunction conv2d(int64_t out_channels, int64_t kernel, const Conv2dOptions& 
     return [=](const Tensor& x) { return conv2d(x, out_channels, kernel, options); };
 }
 
+Tensor batch_norm(const Tensor& x, const BatchNormOptions& options) {
+    Node node = make_node(LayerKind::batch_norm, options.name, BatchNormAttributes{options.epsilon, options.momentum});
+    return append(x, node, [](const Node& n, const Shape& in) {
+        const auto& a = n.attributes_as<BatchNormAttributes>();
+        if (!(a.epsilon > 0)) fail(n, in, fmt::format("epsilon must be positive, got {}", a.epsilon));
+        if (!(a.momentum >= 0 && a.momentum <= 1)) {
+            fail(n, in, fmt::format("momentum must be in [0, 1], got {}", a.momentum));
+        }
+        return in;
+    });
+}
+
+LayerFunction batch_norm(const BatchNormOptions& options) {
+    return [=](const Tensor& x) { return batch_norm(x, options); };
+}
+
+Tensor ActivationLayer::operator()(const Tensor& x, const std::string& name) const {
+    return append(x, make_node(LayerKind::activation, name, ActivationAttributes{function, 0.01}),
+                  [](const Node&, const Shape& in) { return in; });
+}
+
+Tensor leaky_relu(const Tensor& x, double negative_slope, const std::string& name) {
+    Node node = make_node(LayerKind::activation, name, ActivationAttributes{Activation::leaky_relu, negative_slope});
+    return append(x, node, [](const Node& n, const Shape& in) {
+        const double slope = n.attributes_as<ActivationAttributes>().negative_slope;
+        // A negative slope would make the activation decreasing, which the max-pool rewrite assumes it is not.
+        if (!(slope >= 0 && slope <= 1)) fail(n, in, fmt::format("negative_slope must be in [0, 1], got {}", slope));
+        return in;
+    });
+}
+
+LayerFunction leaky_relu(double negative_slope, const std::string& name) {
+    return [=](const Tensor& x) { return leaky_relu(x, negative_slope, name); };
+}
+
+Tensor dropout(const Tensor& x, double rate, const DropoutOptions& options) {
+    return append(x, make_node(LayerKind::dropout, options.name, DropoutAttributes{rate}),
+                  [](const Node& n, const Shape& in) {
+                      const double r = n.attributes_as<DropoutAttributes>().rate;
+                      if (!(r >= 0 && r < 1)) fail(n, in, fmt::format("rate must be in [0, 1), got {}", r));
+                      return in;
+                  });
+}
+
+LayerFunction dropout(double rate, const DropoutOptions& options) {
+    return [=](const Tensor& x) { return dropout(x, rate, options); };
+}
+
 namespace {
 
 Tensor pool(LayerKind kind, const Tensor& x, int64_t kernel, const PoolOptions& options) {
-    Node node;
-    node.kind = kind;
-    node.name = options.name;
-    node.attributes = PoolAttributes{kernel, options.stride == 0 ? kernel : options.stride, options.padding};
+    Node node = make_node(kind, options.name,
+                          PoolAttributes{kernel, options.stride == 0 ? kernel : options.stride, options.padding});
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<PoolAttributes>();
         require_image(n, in);
         require_positive(n, in, "kernel", a.kernel);
         require_positive(n, in, "stride", a.stride);
         if (a.padding < 0 || 2 * a.padding > a.kernel) {
-            fail(n, in, fmt::format("padding must be between 0 and half the kernel ({}), got {}", a.kernel / 2,
-                                    a.padding));
+            fail(n, in,
+                 fmt::format("padding must be between 0 and half the kernel ({}), got {}", a.kernel / 2, a.padding));
         }
         return Shape{in[0], window_output(n, in, "height", in[1], a.kernel, a.stride, a.padding),
                      window_output(n, in, "width", in[2], a.kernel, a.stride, a.padding)};
@@ -146,11 +215,16 @@ LayerFunction avg_pool(int64_t kernel, const PoolOptions& options) {
     return [=](const Tensor& x) { return avg_pool(x, kernel, options); };
 }
 
+Tensor GlobalAvgPool::operator()(const Tensor& x, const std::string& name) const {
+    return append(x, make_node(LayerKind::global_avg_pool, name), [](const Node& n, const Shape& in) {
+        require_image(n, in);
+        return Shape{in[0], 1, 1};
+    });
+}
+
 Tensor dense(const Tensor& x, int64_t out_features, const DenseOptions& options) {
-    Node node;
-    node.kind = LayerKind::dense;
-    node.name = options.name;
-    node.attributes = DenseAttributes{out_features, options.bias, options.weight_init};
+    Node node =
+        make_node(LayerKind::dense, options.name, DenseAttributes{out_features, options.bias, options.weight_init});
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<DenseAttributes>();
         if (in.rank() != 1) {
@@ -165,18 +239,41 @@ LayerFunction dense(int64_t out_features, const DenseOptions& options) {
     return [=](const Tensor& x) { return dense(x, out_features, options); };
 }
 
-Tensor Relu::operator()(const Tensor& x, const std::string& name) const {
-    Node node;
-    node.kind = LayerKind::relu;
-    node.name = name;
-    return append(x, node, [](const Node&, const Shape& in) { return in; });
+Tensor Flatten::operator()(const Tensor& x, const std::string& name) const {
+    return append(x, make_node(LayerKind::flatten, name),
+                  [](const Node&, const Shape& in) { return Shape{in.elements()}; });
 }
 
-Tensor Flatten::operator()(const Tensor& x, const std::string& name) const {
-    Node node;
-    node.kind = LayerKind::flatten;
-    node.name = name;
-    return append(x, node, [](const Node&, const Shape& in) { return Shape{in.elements()}; });
+Tensor Softmax::operator()(const Tensor& x, const std::string& name) const {
+    return append(x, make_node(LayerKind::softmax, name), [](const Node& n, const Shape& in) {
+        if (in.rank() != 1) fail(n, in, "softmax expects class scores [K]; add flatten and dense before it");
+        return in;
+    });
+}
+
+Tensor add(const Tensor& a, const Tensor& b, const std::string& name) {
+    return append_merge({a, b}, make_node(LayerKind::add, name), [](const Node& n, const std::vector<Tensor>& in) {
+        if (in[0].shape() != in[1].shape()) {
+            throw ModelError(fmt::format("layer '{}' (add): input shapes {}: the tensors added must have one shape",
+                                         n.name, shapes_of(in)));
+        }
+        return in[0].shape();
+    });
+}
+
+Tensor concat(const std::vector<Tensor>& tensors, const std::string& name) {
+    return append_merge(tensors, make_node(LayerKind::concat, name), [](const Node& n, const std::vector<Tensor>& in) {
+        int64_t channels = 0;
+        for (const Tensor& t : in) {
+            if (t.shape().rank() != 3 || t.shape()[1] != in[0].shape()[1] || t.shape()[2] != in[0].shape()[2]) {
+                throw ModelError(fmt::format(
+                    "layer '{}' (concat): input shapes {}: concat joins images [C, H, W] of one height and width",
+                    n.name, shapes_of(in)));
+            }
+            channels += t.shape()[0];
+        }
+        return Shape{channels, in[0].shape()[1], in[0].shape()[2]};
+    });
 }
 
 }  // namespace convgen

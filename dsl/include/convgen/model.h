@@ -16,7 +16,9 @@ struct Loss {
 };
 
 // Softmax over the output features, cross-entropy against integer class labels, mean over the batch.
-inline Loss softmax_cross_entropy() { return Loss{LossKind::softmax_cross_entropy}; }
+inline Loss softmax_cross_entropy() {
+    return Loss{LossKind::softmax_cross_entropy};
+}
 
 class Model {
   public:
