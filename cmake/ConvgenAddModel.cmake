@@ -1,11 +1,14 @@
-# convgen_add_model(<name> SOURCE <model.cpp> [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>]
-#                   [TARGETS <TARGET:SUFFIX>...])
+# convgen_add_model(<name> SOURCE <model.cpp> | GENERATOR <executable target>
+#                   [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>] [TARGETS <TARGET:SUFFIX>...])
 #
 # Builds the model's generator from <model.cpp> (a file that defines the model with the DSL and
 # registers it with CONVGEN_MODEL), runs it at build time, and makes a static library target
 # <name> from what it generates in <dir> (default ${CONVGEN_GENERATED_DIR}/<name>):
 #   <name>.h  <name>.hpp  lib<name>.a  <name>.json
 # Link <name> into a program; the library needs no Halide, LLVM or convgen at link or run time.
+# GENERATOR reuses a generator executable already defined (linked with convgen_generator_main and
+# holding several registered models, such as convgen_zoo_generator) instead of building one per
+# model from SOURCE.
 
 # The CPU targets every library carries, most capable first; the first one the running machine
 # supports is used. TARGET:SUFFIX, the suffix naming the target's object files.
@@ -16,15 +19,22 @@ set(CONVGEN_CPU_TARGETS
     CACHE STRING "Halide targets (TARGET:SUFFIX) compiled into every generated CPU library")
 
 function(convgen_add_model name)
-    cmake_parse_arguments(ARG "" "SOURCE;MODEL;OUTPUT_DIR;SCHEDULES" "TARGETS" ${ARGN})
+    cmake_parse_arguments(ARG "" "SOURCE;GENERATOR;MODEL;OUTPUT_DIR;SCHEDULES" "TARGETS" ${ARGN})
     if(NOT ARG_TARGETS)
         set(ARG_TARGETS ${CONVGEN_CPU_TARGETS})
     endif()
-    if(NOT ARG_SOURCE)
+    if(NOT ARG_SOURCE AND NOT ARG_GENERATOR)
         list(POP_FRONT ARG_UNPARSED_ARGUMENTS ARG_SOURCE)
     endif()
-    if(NOT ARG_SOURCE)
-        message(FATAL_ERROR "convgen_add_model(${name}): give the model's source file, SOURCE model.cpp")
+    if(ARG_SOURCE AND ARG_GENERATOR)
+        message(FATAL_ERROR "convgen_add_model(${name}): give SOURCE or GENERATOR, not both")
+    endif()
+    if(NOT ARG_SOURCE AND NOT ARG_GENERATOR)
+        message(FATAL_ERROR "convgen_add_model(${name}): give the model's source file, SOURCE model.cpp, "
+                            "or a generator executable target, GENERATOR <target>")
+    endif()
+    if(ARG_GENERATOR AND NOT TARGET ${ARG_GENERATOR})
+        message(FATAL_ERROR "convgen_add_model(${name}): GENERATOR ${ARG_GENERATOR} is not an executable target")
     endif()
     if(NOT ARG_MODEL)
         set(ARG_MODEL ${name})
@@ -33,32 +43,21 @@ function(convgen_add_model name)
         set(ARG_OUTPUT_DIR "${CONVGEN_GENERATED_DIR}/${name}")
     endif()
 
-    add_executable(${name}_generator ${ARG_SOURCE})
-    target_link_libraries(${name}_generator PRIVATE convgen_generator_main convgen::dsl)
+    if(ARG_GENERATOR)
+        set(generator ${ARG_GENERATOR})
+    else()
+        set(generator ${name}_generator)
+        add_executable(${generator} ${ARG_SOURCE})
+        target_link_libraries(${generator} PRIVATE convgen_generator_main convgen::dsl)
+    endif()
 
-    set(suffixes)
-    foreach(target_and_suffix IN LISTS ARG_TARGETS)
-        string(REGEX REPLACE "^.*:" "" suffix "${target_and_suffix}")
-        list(APPEND suffixes ${suffix})
-    endforeach()
     list(JOIN ARG_TARGETS "," targets_argument)
-    list(LENGTH suffixes target_count)
 
     set(dir "${ARG_OUTPUT_DIR}")
-    set(objects "${dir}/${ARG_MODEL}_runtime.o")
-    foreach(function halide_train_step halide_predict)
-        if(target_count EQUAL 1)
-            list(APPEND objects "${dir}/${ARG_MODEL}_${function}.o")
-        else()
-            foreach(suffix IN LISTS suffixes)
-                list(APPEND objects "${dir}/${ARG_MODEL}_${function}-${suffix}.o")
-            endforeach()
-            list(APPEND objects "${dir}/${ARG_MODEL}_${function}_wrapper.o")
-        endif()
-    endforeach()
+    # Every kernel of the model for every target, joined into one object, and Halide's runtime.
+    set(objects "${dir}/${ARG_MODEL}_runtime.o" "${dir}/${ARG_MODEL}_kernels.o")
     set(sources "${dir}/${ARG_MODEL}_library.cpp")
-    set(headers "${dir}/${ARG_MODEL}.h" "${dir}/${ARG_MODEL}.hpp" "${dir}/${ARG_MODEL}.json"
-                "${dir}/${ARG_MODEL}_halide_train_step.h" "${dir}/${ARG_MODEL}_halide_predict.h")
+    set(headers "${dir}/${ARG_MODEL}.h" "${dir}/${ARG_MODEL}.hpp" "${dir}/${ARG_MODEL}.json")
 
     set(schedule_arguments)
     set(schedule_dependencies)
@@ -68,9 +67,9 @@ function(convgen_add_model name)
     endif()
     add_custom_command(
         OUTPUT ${objects} ${sources} ${headers}
-        COMMAND ${name}_generator --output "${dir}" --model ${ARG_MODEL} --targets "${targets_argument}"
+        COMMAND ${generator} --output "${dir}" --model ${ARG_MODEL} --targets "${targets_argument}"
                 ${schedule_arguments}
-        DEPENDS ${name}_generator ${schedule_dependencies}
+        DEPENDS ${generator} ${schedule_dependencies}
         COMMENT "convgen: generating the ${ARG_MODEL} library in ${dir}"
         VERBATIM)
 

@@ -7,9 +7,14 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 namespace convgen::codegen {
 
@@ -44,9 +49,14 @@ void write_file(const std::filesystem::path& path, const std::string& contents) 
 
 std::string initializer_name(Initializer initializer) {
     switch (initializer) {
-        case Initializer::he_normal: return "he_normal";
-        case Initializer::glorot_uniform: return "glorot_uniform";
-        case Initializer::zeros: return "zeros";
+        case Initializer::he_normal:
+            return "he_normal";
+        case Initializer::glorot_uniform:
+            return "glorot_uniform";
+        case Initializer::zeros:
+            return "zeros";
+        case Initializer::ones:
+            return "ones";
     }
     return "zeros";
 }
@@ -60,30 +70,208 @@ std::string array4(const std::vector<int64_t>& values) {
 std::string parameter_table(const std::vector<ParameterLayout>& layouts) {
     std::string table;
     for (const ParameterLayout& p : layouts) {
-        table += fmt::format("    {{\"{}\", {}, {}, {}, {}, {}, Initializer::{}, {}, {}, {}}},\n", p.spec.name,
+        table += fmt::format("    {{\"{}\", {}, {}, {}, {}, {}, Initializer::{}, {}, {}, {}, {}}},\n", p.spec.name,
                              p.spec.shape.rank(), array4(p.spec.shape.dims), p.internal_extents.size(),
-                             array4(p.internal_extents), array4(p.public_strides),
-                             initializer_name(p.spec.initializer), p.spec.fan_in, p.spec.fan_out,
-                             p.spec.shape.elements());
+                             array4(p.internal_extents), array4(p.public_strides), initializer_name(p.spec.initializer),
+                             p.spec.fan_in, p.spec.fan_out, p.spec.shape.elements(), p.spec.trainable);
     }
     return table;
 }
 
-std::string train_call(const std::string& model, size_t parameters) {
-    std::string call = fmt::format(
-        "{}_halide_train_step(context, call.images->get(), call.labels->get(), model->learning_rate, model->momentum, "
-        "model->weight_decay",
-        model);
-    for (size_t i = 0; i < 2 * parameters; i++) call += fmt::format(", in[{}].get()", i);
-    call += ", call.loss->get(), call.correct->get()";
-    for (size_t i = 0; i < 2 * parameters; i++) call += fmt::format(", out[{}].get()", i);
-    return call + ")";
+// The C expression a generated program passes for a slot (see ProgramCall in the template).
+std::string slot_expression(const Slot& slot) {
+    switch (slot.kind) {
+        case SlotKind::images:
+            return "c.images->get()";
+        case SlotKind::labels:
+            return "c.labels->get()";
+        case SlotKind::tensor:
+            return fmt::format("c.workspace->buffers[{}].get()", slot.index);
+        case SlotKind::value:
+            return fmt::format("(*c.values)[{}].get()", slot.index);
+        case SlotKind::velocity:
+            return fmt::format("(*c.velocities)[{}].get()", slot.index);
+        case SlotKind::new_value:
+            return fmt::format("(*c.new_values)[{}].get()", slot.index);
+        case SlotKind::new_velocity:
+            return fmt::format("(*c.new_velocities)[{}].get()", slot.index);
+        case SlotKind::loss:
+            return "c.loss->get()";
+        case SlotKind::correct:
+            return "c.correct->get()";
+        case SlotKind::probabilities:
+            return "c.probabilities->get()";
+        case SlotKind::learning_rate:
+            return "c.model->learning_rate";
+        case SlotKind::momentum:
+            return "c.model->momentum";
+        case SlotKind::weight_decay:
+            return "c.model->weight_decay";
+        case SlotKind::dropout_seed:
+            return "c.dropout_seed";
+        case SlotKind::dropout_enabled:
+            return "c.model->dropout";
+    }
+    return "";
 }
 
-std::string predict_call(const std::string& model, size_t parameters) {
-    std::string call = fmt::format("{}_halide_predict(context, call.images->get()", model);
-    for (size_t i = 0; i < parameters; i++) call += fmt::format(", in[{}].get()", i);
-    return call + ", call.probabilities->get())";
+std::string c_type(const Halide::Type& type) {
+    if (type.is_bool()) return "bool";
+    if (type.is_float()) return "float";
+    if (type.is_uint() && type.bits() == 32) return "uint32_t";
+    throw std::runtime_error("convgen: a kernel takes a scalar of an unexpected type");
+}
+
+// What emit needs of one program: its name ("train" / "predict"), the plan, and each distinct
+// kernel's C parameter list.
+struct EmittedProgram {
+    std::string name;
+    Program program;
+    std::vector<std::string> signatures;  // "void*, halide_buffer_t*, float, ..."
+};
+
+std::string kernel_symbol(const std::string& model, const EmittedProgram& p, size_t kernel, const std::string& suffix) {
+    return fmt::format("{}_{}_k{}_{}", model, p.name, kernel, suffix);
+}
+
+// Declarations, per-target function tables and the program functions of the generated source.
+std::string program_source(const std::string& model, const std::vector<EmittedProgram>& programs,
+                           const std::vector<TargetChoice>& targets) {
+    std::string out;
+    for (const EmittedProgram& p : programs) {
+        for (size_t k = 0; k < p.signatures.size(); k++) {
+            for (const TargetChoice& t : targets) {
+                out += fmt::format("extern \"C\" int {}({});\n", kernel_symbol(model, p, k, t.suffix), p.signatures[k]);
+            }
+        }
+        out += fmt::format("\nstruct {}Kernels {{\n", p.name);
+        for (size_t k = 0; k < p.signatures.size(); k++)
+            out += fmt::format("    int (*k{})({});\n", k, p.signatures[k]);
+        out += "};\n";
+        out += fmt::format("const {0}Kernels {0}_kernels[] = {{\n", p.name);
+        for (const TargetChoice& t : targets) {
+            std::vector<std::string> symbols;
+            for (size_t k = 0; k < p.signatures.size(); k++) symbols.push_back(kernel_symbol(model, p, k, t.suffix));
+            out += fmt::format("    {{{}}},\n", fmt::join(symbols, ", "));
+        }
+        out += "};\n";
+        std::vector<std::string> names;
+        for (const KernelCall& call : p.program.calls) names.push_back(fmt::format("\"{}\"", call.what));
+        out += fmt::format("const char* const {}_call_names[] = {{{}}};\n", p.name, fmt::join(names, ", "));
+        out += fmt::format("const TensorDescriptor {}_tensors[] = {{\n", p.name);
+        for (const ProgramTensor& t : p.program.tensors) {
+            std::vector<int64_t> extents = t.extents;
+            extents.resize(3, 0);
+            out += fmt::format("    {{\"{}\", {}, {{{}}}, {}, {}}},\n", t.name, t.extents.size(),
+                               fmt::join(extents, ", "), t.batched, t.is_uint8);
+        }
+        if (p.program.tensors.empty()) out += "    {\"\", 0, {0, 0, 0}, false, false},\n";
+        out += "};\n";
+        out += fmt::format("constexpr int {}_tensor_count = {};\n", p.name, p.program.tensors.size());
+        out += fmt::format(
+            "int run_{0}_program(const {0}Kernels& k, void* context, ProgramCall& c) {{\n    int r = 0;\n", p.name);
+        for (size_t i = 0; i < p.program.calls.size(); i++) {
+            const KernelCall& call = p.program.calls[i];
+            std::vector<std::string> arguments = {"context"};
+            for (const Slot& slot : call.slots) arguments.push_back(slot_expression(slot));
+            out += fmt::format("    c.failed_call = {};\n    if ((r = k.k{}({})) != 0) return r;\n", i, call.kernel,
+                               fmt::join(arguments, ", "));
+        }
+        out += "    c.failed_call = -1;\n    return 0;\n}\n\n";
+    }
+    // The first target whose features the running CPU has is used; the last is plain x86-64.
+    out += "const int target_features[][64] = {\n";
+    for (const TargetChoice& t : targets) {
+        std::vector<int> features;
+        for (int f = 0; f < Halide::Target::FeatureEnd; f++) {
+            if (t.target.has_feature(static_cast<Halide::Target::Feature>(f))) features.push_back(f);
+        }
+        features.push_back(-1);
+        out += fmt::format("    {{{}}},\n", fmt::join(features, ", "));
+    }
+    out += "};\n";
+    out += fmt::format("constexpr int target_count = {};\n", targets.size());
+    std::vector<std::string> names;
+    for (const TargetChoice& t : targets) names.push_back(fmt::format("\"{}\"", t.suffix));
+    out += fmt::format("const char* const target_names[] = {{{}}};\n", fmt::join(names, ", "));
+    return out;
+}
+
+// Compiles every (kernel, target) of the programs on all cores into objects, then joins them
+// into one relocatable object with `ld -r`, so a build system sees a fixed set of files.
+void compile_kernels(const std::string& model, std::vector<EmittedProgram>& programs,
+                     const std::vector<TargetChoice>& targets, const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
+    struct Job {
+        EmittedProgram* program;
+        size_t kernel;
+        size_t target;
+    };
+    std::vector<Job> jobs;
+    for (EmittedProgram& p : programs) {
+        p.signatures.resize(p.program.kernels.size());
+        for (size_t k = 0; k < p.program.kernels.size(); k++) {
+            for (size_t t = 0; t < targets.size(); t++) jobs.push_back({&p, k, t});
+        }
+    }
+    const fs::path scratch = dir / (model + "_kernels.d");
+    fs::create_directories(scratch);
+    std::vector<std::string> objects(jobs.size());
+    std::atomic<size_t> next{0};
+    std::mutex mutex;
+    std::string first_error;
+    auto work = [&]() {
+        for (size_t j = next++; j < jobs.size(); j = next++) {
+            const Job& job = jobs[j];
+            try {
+                const Halide::Target target = targets[job.target]
+                                                  .target.with_feature(Halide::Target::UserContext)
+                                                  .with_feature(Halide::Target::NoRuntime);
+                LoweredPipeline lowered = job.program->program.build(static_cast<int>(job.kernel), target);
+                const std::string symbol = kernel_symbol(model, *job.program, job.kernel, targets[job.target].suffix);
+                objects[j] = (scratch / (symbol + ".o")).string();
+                lowered.pipeline.compile_to_object(objects[j], lowered.arguments, symbol, target);
+                if (job.target == 0) {
+                    std::vector<std::string> parameters = {"void*"};
+                    for (const Halide::Argument& a : lowered.arguments) {
+                        parameters.push_back(a.is_buffer() ? "halide_buffer_t*" : c_type(a.type));
+                    }
+                    for (const Halide::Func& f : lowered.pipeline.outputs()) {
+                        for (int v = 0; v < f.outputs(); v++) parameters.push_back("halide_buffer_t*");
+                    }
+                    job.program->signatures[job.kernel] = fmt::format("{}", fmt::join(parameters, ", "));
+                }
+            } catch (const std::exception& e) {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (first_error.empty()) {
+                    first_error = fmt::format("{} kernel {} ({}): {}", job.program->name, job.kernel,
+                                              job.program->program.kernels[job.kernel], e.what());
+                }
+                next = jobs.size();
+            }
+        }
+    };
+    unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    if (const char* jobs_env = std::getenv("CONVGEN_JOBS")) threads = std::max(1, std::atoi(jobs_env));
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; t++) pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+    if (!first_error.empty()) throw Halide::CompileError(first_error);
+
+    const fs::path joined = dir / (model + "_kernels.o");
+    const fs::path list = scratch / "objects.txt";
+    {
+        std::ofstream file(list);
+        for (const std::string& o : objects) file << o << "\n";
+    }
+    const std::string command = fmt::format("ld -r -o '{}.tmp' @'{}'", joined.string(), list.string());
+    if (std::system(command.c_str()) != 0) {
+        throw std::runtime_error(
+            fmt::format("convgen: '{}' failed; the kernels need binutils' ld to be joined", command));
+    }
+    fs::rename(joined.string() + ".tmp", joined);
+    fs::remove_all(scratch);
 }
 
 nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& layouts,
@@ -98,13 +286,24 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
             [&](const auto& a) {
                 using A = std::decay_t<decltype(a)>;
                 if constexpr (std::is_same_v<A, Conv2dAttributes>) {
-                    layer["attributes"] = {{"out_channels", a.out_channels}, {"kernel", a.kernel},
-                                           {"stride", a.stride},           {"padding", a.padding},
+                    layer["attributes"] = {{"out_channels", a.out_channels},
+                                           {"kernel", a.kernel},
+                                           {"stride", a.stride},
+                                           {"padding", a.padding},
+                                           {"dilation", a.dilation},
+                                           {"groups", a.groups},
                                            {"bias", a.bias}};
                 } else if constexpr (std::is_same_v<A, PoolAttributes>) {
                     layer["attributes"] = {{"kernel", a.kernel}, {"stride", a.stride}, {"padding", a.padding}};
                 } else if constexpr (std::is_same_v<A, DenseAttributes>) {
                     layer["attributes"] = {{"out_features", a.out_features}, {"bias", a.bias}};
+                } else if constexpr (std::is_same_v<A, BatchNormAttributes>) {
+                    layer["attributes"] = {{"epsilon", a.epsilon}, {"momentum", a.momentum}};
+                } else if constexpr (std::is_same_v<A, ActivationAttributes>) {
+                    layer["attributes"] = {{"function", to_string(a.function)}};
+                    if (a.function == Activation::leaky_relu) layer["attributes"]["negative_slope"] = a.negative_slope;
+                } else if constexpr (std::is_same_v<A, DropoutAttributes>) {
+                    layer["attributes"] = {{"rate", a.rate}};
                 }
             },
             node.attributes);
@@ -117,6 +316,7 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
                               {"shape", p.spec.shape.dims},
                               {"size", p.spec.shape.elements()},
                               {"dtype", "F32"},
+                              {"trainable", p.spec.trainable},
                               {"layer", model.graph().node(p.spec.node).name},
                               {"initializer", initializer_name(p.spec.initializer)}});
         total += p.spec.shape.elements();
@@ -124,20 +324,21 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
     nlohmann::json target_names = nlohmann::json::array();
     for (const TargetChoice& t : targets) target_names.push_back(t.target.to_string());
     const Shape& input = model.graph().node(model.input_node()).shape;
-    return {{"format", "convgen-manifest"},
-            {"format_version", 1},
-            {"convgen_version", convgen_version},
-            {"model", model.name()},
-            {"input", {{"name", model.graph().node(model.input_node()).name}, {"shape", input.dims},
-                       {"layout", "NHWC float32"}}},
-            {"classes", model.classes()},
-            {"loss", "softmax_cross_entropy"},
-            {"optimizer", "sgd_momentum"},
-            {"layers", layers},
-            {"parameters", parameters},
-            {"parameter_count", total},
-            {"targets", target_names},
-            {"functions", {model.name() + "_train_step", model.name() + "_predict"}}};
+    return {
+        {"format", "convgen-manifest"},
+        {"format_version", 1},
+        {"convgen_version", convgen_version},
+        {"model", model.name()},
+        {"input",
+         {{"name", model.graph().node(model.input_node()).name}, {"shape", input.dims}, {"layout", "NHWC float32"}}},
+        {"classes", model.classes()},
+        {"loss", "softmax_cross_entropy"},
+        {"optimizer", "sgd_momentum"},
+        {"layers", layers},
+        {"parameters", parameters},
+        {"parameter_count", total},
+        {"targets", target_names},
+        {"functions", {model.name() + "_train_step", model.name() + "_predict"}}};
 }
 
 }  // namespace
@@ -146,27 +347,26 @@ std::vector<TargetChoice> default_x86_targets() {
     using Halide::Target;
     const Target base = Target("x86-64-linux").with_feature(Target::UserContext).with_feature(Target::NoRuntime);
     return {
-        {base.with_feature(Target::AVX512_Skylake).with_feature(Target::AVX512).with_feature(Target::AVX2)
-             .with_feature(Target::FMA).with_feature(Target::F16C).with_feature(Target::AVX).with_feature(Target::SSE41),
+        {base.with_feature(Target::AVX512_Skylake)
+             .with_feature(Target::AVX512)
+             .with_feature(Target::AVX2)
+             .with_feature(Target::FMA)
+             .with_feature(Target::F16C)
+             .with_feature(Target::AVX)
+             .with_feature(Target::SSE41),
          "avx512"},
-        {base.with_feature(Target::AVX2).with_feature(Target::FMA).with_feature(Target::F16C)
-             .with_feature(Target::AVX).with_feature(Target::SSE41),
+        {base.with_feature(Target::AVX2)
+             .with_feature(Target::FMA)
+             .with_feature(Target::F16C)
+             .with_feature(Target::AVX)
+             .with_feature(Target::SSE41),
          "avx2"},
         {base, "x86_64"},
     };
 }
 
-std::vector<std::string> emitted_objects(const std::string& model, const std::vector<TargetChoice>& targets) {
-    std::vector<std::string> objects = {model + "_runtime.o"};
-    for (const char* function : {"_halide_train_step", "_halide_predict"}) {
-        if (targets.size() == 1) {
-            objects.push_back(model + function + ".o");
-            continue;
-        }
-        for (const TargetChoice& t : targets) objects.push_back(model + function + "-" + t.suffix + ".o");
-        objects.push_back(model + function + "_wrapper.o");
-    }
-    return objects;
+std::vector<std::string> emitted_objects(const std::string& model) {
+    return {model + "_runtime.o", model + "_kernels.o"};
 }
 
 void emit_library(const Model& model, const EmitOptions& options) {
@@ -176,26 +376,12 @@ void emit_library(const Model& model, const EmitOptions& options) {
     const std::string& name = model.name();
     const std::vector<ParameterLayout> layouts = parameter_layouts(model);
 
-    std::vector<Halide::Target> targets;
-    std::vector<std::string> suffixes;
-    for (const TargetChoice& t : options.targets) {
-        targets.push_back(t.target.with_feature(Halide::Target::UserContext).with_feature(Halide::Target::NoRuntime));
-        suffixes.push_back(t.suffix);
-    }
-    using Lower = LoweredPipeline (*)(const Model&, const LoweringOptions&);
-    for (const auto& [function, lower] : {std::pair<std::string, Lower>{name + "_halide_train_step", lower_training_step},
-                                          std::pair<std::string, Lower>{name + "_halide_predict", lower_inference}}) {
-        auto factory = [&, lower = lower](const std::string& fn_name, const Halide::Target& target) {
-            LoweredPipeline lowered = lower(model, LoweringOptions{target, options.database});
-            return lowered.pipeline.compile_to_module(lowered.arguments, fn_name, target);
-        };
-        Halide::compile_multitarget(function,
-                                    {{Halide::OutputFileType::object, (dir / (function + ".o")).string()},
-                                     {Halide::OutputFileType::c_header, (dir / (function + ".h")).string()}},
-                                    targets, suffixes, factory);
-    }
+    const LoweringOptions lowering{options.database};
+    std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
+                                            {"predict", plan_inference(model, lowering), {}}};
+    compile_kernels(name, programs, options.targets, dir);
     Halide::compile_standalone_runtime((dir / (name + "_runtime.o")).string(),
-                                       targets.back().without_feature(Halide::Target::NoRuntime));
+                                       options.targets.back().target.with_feature(Halide::Target::UserContext));
 
     const Shape& input = model.graph().node(model.input_node()).shape;
     const bool image_input = input.rank() == 3;
@@ -210,8 +396,7 @@ void emit_library(const Model& model, const EmitOptions& options) {
         {"CLASSES", std::to_string(model.classes())},
         {"PARAMETER_COUNT", std::to_string(layouts.size())},
         {"PARAMETER_TABLE", parameter_table(layouts)},
-        {"TRAIN_CALL", train_call(name, layouts.size())},
-        {"PREDICT_CALL", predict_call(name, layouts.size())},
+        {"PROGRAMS", program_source(name, programs, options.targets)},
         {"SAFETENSORS", templates::safetensors},
     };
     write_file(dir / (name + ".h"), substitute(templates::model_h, values));

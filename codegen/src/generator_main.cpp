@@ -1,5 +1,6 @@
 // The generator a model's source file is linked with: `convgen_add_model()` runs it at build time.
 //   <generator> --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]
+//   <generator> --parameters [--model NAME]     prints "name [shape] trainable|state" per parameter
 #include <convgen/codegen/emit.h>
 
 #include <fmt/format.h>
@@ -22,8 +23,10 @@ std::vector<std::string> split(const std::string& text, char separator) {
 }
 
 int usage(const char* program) {
-    std::cerr << fmt::format("usage: {} --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n",
-                             program);
+    std::cerr << fmt::format(
+        "usage: {0} --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
+        "       {0} --parameters [--model NAME]\n",
+        program);
     return 2;
 }
 
@@ -32,6 +35,7 @@ int usage(const char* program) {
 int main(int argc, char** argv) {
     using namespace convgen;
     std::string output, model_name, schedules_path, targets_text;
+    bool list_parameters = false;
     for (int i = 1; i < argc; i++) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
@@ -39,17 +43,24 @@ int main(int argc, char** argv) {
             return argv[++i];
         };
         try {
-            if (arg == "--output") output = value();
-            else if (arg == "--model") model_name = value();
-            else if (arg == "--schedules") schedules_path = value();
-            else if (arg == "--targets") targets_text = value();
-            else return usage(argv[0]);
+            if (arg == "--output")
+                output = value();
+            else if (arg == "--model")
+                model_name = value();
+            else if (arg == "--schedules")
+                schedules_path = value();
+            else if (arg == "--targets")
+                targets_text = value();
+            else if (arg == "--parameters")
+                list_parameters = true;
+            else
+                return usage(argv[0]);
         } catch (const std::invalid_argument& e) {
             std::cerr << "convgen: " << e.what() << "\n";
             return usage(argv[0]);
         }
     }
-    if (output.empty()) return usage(argv[0]);
+    if (output.empty() && !list_parameters) return usage(argv[0]);
 
     const auto& models = registered_models();
     const RegisteredModel* chosen = nullptr;
@@ -59,11 +70,25 @@ int main(int argc, char** argv) {
     if (chosen == nullptr) {
         std::string known;
         for (const RegisteredModel& m : models) known += " " + m.name;
-        std::cerr << fmt::format("convgen: error: {} (registered with CONVGEN_MODEL:{})\n",
-                                 model_name.empty() ? "several models; choose one with --model" :
-                                                      "no model named '" + model_name + "'",
-                                 known.empty() ? " none" : known);
+        std::cerr << fmt::format(
+            "convgen: error: {} (registered with CONVGEN_MODEL:{})\n",
+            model_name.empty() ? "several models; choose one with --model" : "no model named '" + model_name + "'",
+            known.empty() ? " none" : known);
         return 1;
+    }
+
+    if (list_parameters) {
+        try {
+            const Model model = chosen->factory();
+            for (const ParameterSpec& p : model.graph().parameters()) {
+                std::cout << fmt::format("{} {} {}\n", p.name, p.shape.to_string(),
+                                         p.trainable ? "trainable" : "state");
+            }
+            return 0;
+        } catch (const ModelError& e) {
+            std::cerr << "convgen: error: " << e.what() << "\n";
+            return 1;
+        }
     }
 
     const auto started = std::chrono::steady_clock::now();

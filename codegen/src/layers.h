@@ -9,6 +9,7 @@
 
 #include "value.h"
 
+#include <convgen/graph.h>
 #include <convgen/schedules/stages.h>
 
 #include <string>
@@ -27,7 +28,8 @@ inline Halide::Func zero_extended(const Value& value, const std::string& name, c
     return zero_extended(value.func, value.extents, 1, name, fill);
 }
 
-// Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky); `bias` may be undefined.
+// Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky) with i over the group's inputs;
+// `bias` may be undefined.
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
                                               const Halide::Func& weight, const Halide::Func& bias);
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
@@ -41,7 +43,8 @@ schedules::PoolForwardStages max_pool_forward(const std::string& name, const Val
 schedules::PoolBackwardStages max_pool_backward(const std::string& name, const schedules::PoolForwardStages& forward,
                                                 const Value& output_grad);
 // Average pooling counts padded positions, as PyTorch's default count_include_pad=True.
-schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Value& input, const PoolGeometry& geometry);
+schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Value& input,
+                                              const PoolGeometry& geometry);
 schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const PoolGeometry& geometry,
                                                 const Value& output_grad);
 
@@ -53,9 +56,50 @@ schedules::DenseBackwardStages dense_backward(const std::string& name, const Val
                                               const Halide::Func& weight, const Value& output_grad, bool has_bias,
                                               bool need_input_grad, const Halide::Expr& batch);
 
-// ReLU; its adjoint is written on the output, so the input need not be kept for the backward pass.
-Halide::Func relu_forward(const std::string& name, const Value& input);
-Halide::Func relu_backward(const std::string& name, const Value& output, const Value& output_grad);
+// Element-wise activations; their adjoints are written on the output, so the input need not be
+// kept for the backward pass.
+Halide::Func activation_forward(const std::string& name, const Value& input, const ActivationAttributes& attributes);
+Halide::Func activation_backward(const std::string& name, const ActivationAttributes& attributes, const Value& output,
+                                 const Value& output_grad);
+
+// A batch-norm layer's tensors, each over the channel (c).
+struct BatchNormParameters {
+    Halide::Func weight, bias, running_mean, running_var;
+};
+// Training: normalised with the batch's statistics; the running statistics' updates are outputs.
+schedules::BatchNormStages batch_norm_training(const std::string& name, const Value& input,
+                                               const BatchNormParameters& parameters,
+                                               const BatchNormAttributes& attributes, const Halide::Expr& batch);
+schedules::BatchNormBackwardStages batch_norm_backward(const std::string& name,
+                                                       const schedules::BatchNormStages& forward, const Value& input,
+                                                       const BatchNormParameters& parameters,
+                                                       const BatchNormAttributes& attributes, const Value& output_grad,
+                                                       const Halide::Expr& batch);
+// Inference: y = x * scale(c) + shift(c) from the running statistics; a conv before it takes
+// scale into its weights and shift into its bias.
+struct FoldedBatchNorm {
+    Halide::Func scale, shift;  // (c)
+};
+FoldedBatchNorm batch_norm_folding(const std::string& name, const BatchNormParameters& parameters,
+                                   const BatchNormAttributes& attributes);
+Halide::Func channel_affine(const std::string& name, const Value& input, const FoldedBatchNorm& folded);
+
+// Dropout's per-step inputs: the seed of the step's mask and whether dropout is on.
+struct DropoutControl {
+    Halide::Expr seed;     // uint32
+    Halide::Expr enabled;  // bool
+};
+// The factor each element is multiplied by, forward and backward: 0 or 1 / (1 - rate).
+Halide::Func dropout_factor(const std::string& name, const Value& input, double rate, const DropoutControl& control);
+Halide::Func scaled_by(const std::string& name, const Value& value, const Halide::Func& factor);
+
+schedules::GlobalPoolStages global_avg_pool_forward(const std::string& name, const Value& input);
+Halide::Func global_avg_pool_backward(const std::string& name, const Value& input, const Value& output_grad);
+
+Halide::Func add_forward(const std::string& name, const Value& a, const Value& b);
+// Images joined along the channels; the gradient of input j is the slice at its channel offset.
+Halide::Func concat_forward(const std::string& name, const std::vector<Value>& inputs);
+Halide::Func concat_input_grad(const std::string& name, const Value& output_grad, int64_t channel_offset);
 
 // Softmax cross-entropy against int32 labels, mean over the batch.
 schedules::LossStages softmax_cross_entropy(const std::string& name, const Value& logits, const Halide::Func& labels,

@@ -15,33 +15,57 @@ using Halide::Expr;
 using Halide::Func;
 using Halide::ImageParam;
 
-Graph canonical_graph(const Model& model, int* output_node) {
+CanonicalGraph canonical_graph(const Model& model, bool training) {
     const Graph& source = model.graph();
-    auto relu_before_max_pool = [&](const Node& node) {
-        if (node.kind != LayerKind::relu || node.id == model.output_node()) return false;
+    int output = model.output_node();
+    if (source.node(output).kind == LayerKind::softmax) output = source.node(output).inputs[0];
+    auto activation_before_max_pool = [&](const Node& node) {
+        if (node.kind != LayerKind::activation || node.id == output) return false;
         const std::vector<int> next = source.consumers(node.id);
         return next.size() == 1 && source.node(next[0]).kind == LayerKind::max_pool;
     };
-    Graph graph;
+    auto foldable_batch_norm = [&](const Node& node) {
+        if (training || node.kind != LayerKind::batch_norm) return false;
+        const int conv = node.inputs[0];
+        return source.node(conv).kind == LayerKind::conv2d && conv != output && source.consumers(conv).size() == 1;
+    };
+
+    CanonicalGraph result;
+    Graph& graph = result.graph;
     std::vector<int> mapped(source.nodes().size(), -1);
+    auto map_inputs = [&](const Node& node) {
+        std::vector<int> inputs;
+        for (int input : node.inputs) inputs.push_back(mapped[static_cast<size_t>(input)]);
+        return inputs;
+    };
     for (const Node& node : source.nodes()) {
-        if (relu_before_max_pool(node)) continue;  // re-added after its pool
-        Node copy = node;
-        copy.inputs.clear();
-        if (node.kind == LayerKind::max_pool && relu_before_max_pool(source.node(node.inputs[0]))) {
-            const Node& relu = source.node(node.inputs[0]);
-            copy.inputs = {mapped[static_cast<size_t>(relu.inputs[0])]};
-            Node moved_relu = relu;
-            moved_relu.inputs = {graph.add(copy)};
-            moved_relu.shape = node.shape;
-            mapped[static_cast<size_t>(node.id)] = graph.add(moved_relu);
+        if (node.id > output) break;  // only a softmax output can follow, and it is dropped
+        if (!training && node.kind == LayerKind::dropout) {
+            mapped[static_cast<size_t>(node.id)] = mapped[static_cast<size_t>(node.inputs[0])];
             continue;
         }
-        for (int input : node.inputs) copy.inputs.push_back(mapped[static_cast<size_t>(input)]);
+        if (foldable_batch_norm(node)) {
+            const int conv = mapped[static_cast<size_t>(node.inputs[0])];
+            result.folded_batch_norm[conv] = node;
+            mapped[static_cast<size_t>(node.id)] = conv;
+            continue;
+        }
+        if (activation_before_max_pool(node)) continue;  // re-added after its pool
+        Node copy = node;
+        if (node.kind == LayerKind::max_pool && activation_before_max_pool(source.node(node.inputs[0]))) {
+            const Node& activation = source.node(node.inputs[0]);
+            copy.inputs = map_inputs(activation);
+            Node moved = activation;
+            moved.inputs = {graph.add(copy)};
+            moved.shape = node.shape;
+            mapped[static_cast<size_t>(node.id)] = graph.add(moved);
+            continue;
+        }
+        copy.inputs = map_inputs(node);
         mapped[static_cast<size_t>(node.id)] = graph.add(copy);
     }
-    *output_node = mapped[static_cast<size_t>(model.output_node())];
-    return graph;
+    result.output_node = mapped[static_cast<size_t>(output)];
+    return result;
 }
 
 namespace {
@@ -59,6 +83,17 @@ std::vector<int64_t> flatten_strides(const Shape& shape) {
     return {1};
 }
 
+// How a node's value is laid out: its own shape, except that flatten is a view and a point-wise
+// layer after it (activation, dropout) keeps the image layout, so the dense layer that reads
+// them all reads the image in place.
+Shape storage_shape(const Graph& graph, int id) {
+    const Node& node = graph.node(id);
+    const bool view =
+        node.kind == LayerKind::flatten ||
+        ((node.kind == LayerKind::activation || node.kind == LayerKind::dropout) && node.shape.rank() == 1);
+    return view && !node.inputs.empty() ? storage_shape(graph, node.inputs[0]) : node.shape;
+}
+
 ParameterLayout layout_of(const ParameterSpec& spec, const Graph& graph) {
     ParameterLayout layout;
     layout.spec = spec;
@@ -73,9 +108,7 @@ ParameterLayout layout_of(const ParameterSpec& spec, const Graph& graph) {
     } else {
         // dense: (o, input dims...), the input read in place through any flatten before it
         const Shape& input_shape = graph.node(node.inputs[0]).shape;
-        int source = node.inputs[0];
-        while (graph.node(source).kind == LayerKind::flatten) source = graph.node(source).inputs[0];
-        const Shape& read_shape = graph.node(source).shape;
+        const Shape read_shape = storage_shape(graph, node.inputs[0]);
         layout.internal_extents = {spec.shape[0]};
         layout.public_strides = {input_shape.elements()};
         for (int64_t e : halide_extents(read_shape)) layout.internal_extents.push_back(e);
@@ -102,301 +135,782 @@ std::vector<int64_t> with_free_batch(std::vector<int64_t> extents) {
     return extents;
 }
 
-class Lowering {
+// Halide names allow letters, digits and '_'; layer names may hold dots ("layer1.0.conv1").
+std::string c_name(const std::string& name) {
+    std::string result = name;
+    for (char& ch : result) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+    }
+    return result;
+}
+
+// One kernel being built for one target: its arguments (each with the slot it is called with),
+// its outputs, and the schedule context.
+class Kernel {
   public:
-    Lowering(const Model& model, const LoweringOptions& options, bool training)
-        : model_(model), graph_(canonical_graph(model, &output_node_)), training_(training) {
-        context_.target = options.target;
-        context_.training = training;
-        context_.database = options.database;
-        const Shape& input_shape = model.graph().node(model.input_node()).shape;
-        images_ = ImageParam(Halide::Float(32), input_shape.rank() + 1, "images");
-        constrain_dense(images_, with_free_batch(halide_extents(input_shape)), true);
-        batch_ = images_.dim(input_shape.rank()).extent();
-        for (const ParameterLayout& layout : parameter_layouts(model)) {
-            const ParameterSpec& spec = layout.spec;
-            Parameter parameter;
-            parameter.layout = layout;
-            const int dims = static_cast<int>(parameter.layout.internal_extents.size());
-            parameter.value = ImageParam(Halide::Float(32), dims, c_name(spec.name));
-            constrain_dense(parameter.value, parameter.layout.internal_extents, false);
-            if (training) {
-                parameter.velocity = ImageParam(Halide::Float(32), dims, c_name(spec.name) + "_velocity");
-                constrain_dense(parameter.velocity, parameter.layout.internal_extents, false);
-            }
-            parameters_.push_back(parameter);
-        }
-        nodes_.resize(graph_.nodes().size());
+    Kernel(const Halide::Target& target, const schedules::ScheduleDatabase* database, bool training) {
+        context.target = target;
+        context.training = training;
+        context.database = database;
     }
 
-    LoweredPipeline inference() {
-        lower_forward();
-        const Value logits = feature_vector(nodes_[static_cast<size_t>(output_node_)].value);
-        schedules::LossStages loss = softmax_cross_entropy("loss", logits, Func(), batch_, false);
-        schedules::cpu::schedule_loss(loss, context_);
-        constrain_dense(loss.probabilities.output_buffer(), {model_.classes(), 0}, true);
-        LoweredPipeline lowered{Halide::Pipeline(loss.probabilities), {images_}};
-        for (const Parameter& p : parameters_) lowered.arguments.push_back(p.value);
-        return lowered;
+    Value tensor(Slot slot, const std::vector<int64_t>& extents, bool batched = true, bool is_uint8 = false) {
+        const int dims = static_cast<int>(extents.size()) + (batched ? 1 : 0);
+        ImageParam param(is_uint8 ? Halide::UInt(8) : Halide::Float(32), dims, fmt::format("t{}", inputs_.size()));
+        constrain_dense(param, batched ? with_free_batch(extents) : extents, batched);
+        if (batched && !batch.defined()) batch = param.dim(dims - 1).extent();
+        add_input(slot, param);
+        // Schedules round channel loops up to whole vectors; where the channels are not a whole
+        // number of vectors, the lanes past the end read zeros instead of past the buffer.
+        if (extents.size() >= 1 && extents[0] % context.vector_width() != 0) {
+            const Expr zero = is_uint8 ? Halide::cast<uint8_t>(0) : Expr(0.0f);
+            return Value{zero_extended(Func(param), extents, batched ? 1 : 0, param.name() + "_bounded", zero),
+                         extents};
+        }
+        return Value{Func(param), extents};
     }
 
-    LoweredPipeline training_step() {
-        labels_ = ImageParam(Halide::Int(32), 1, "labels");
-        labels_.dim(0).set_min(0).set_stride(1).set_extent(batch_);
-        lower_forward();
-        const Value logits = feature_vector(nodes_[static_cast<size_t>(output_node_)].value);
-        schedules::LossStages loss = softmax_cross_entropy("loss", logits, Func(labels_), batch_, true);
-        schedules::cpu::schedule_loss(loss, context_);
-        add_gradient(output_node_, unflattened_gradient(nodes_[static_cast<size_t>(output_node_)].value,
-                                                        Value{loss.logits_grad, {model_.classes()}}));
-        lower_backward();
+    Func parameter(Slot slot, const std::vector<int64_t>& extents) {
+        ImageParam param(Halide::Float(32), static_cast<int>(extents.size()), fmt::format("p{}", inputs_.size()));
+        constrain_dense(param, extents, false);
+        add_input(slot, param);
+        return Func(param);
+    }
 
-        std::vector<Func> outputs = {loss.loss, loss.correct};
-        LoweredPipeline lowered{{}, {images_, labels_, learning_rate_, momentum_, weight_decay_}};
-        for (const Parameter& p : parameters_) {
-            if (!p.gradient.defined()) {
-                throw ModelError(fmt::format("model '{}': parameter '{}' receives no gradient", model_.name(),
-                                             p.layout.spec.name));
+    Func labels() {
+        ImageParam param(Halide::Int(32), 1, "labels");
+        param.dim(0).set_min(0).set_stride(1);
+        add_input({SlotKind::labels, -1}, param);
+        return Func(param);
+    }
+
+    Expr scalar(SlotKind kind) {
+        const std::string name = fmt::format("s{}", inputs_.size());
+        inputs_.push_back({kind, -1});
+        if (kind == SlotKind::dropout_seed) return add_scalar(Halide::Param<uint32_t>(name));
+        if (kind == SlotKind::dropout_enabled) return add_scalar(Halide::Param<bool>(name));
+        return add_scalar(Halide::Param<float>(name));
+    }
+
+    // A pipeline output; `slots` has one entry per value of a Tuple Func. A batched tensor is
+    // written through a copy scheduled for the exact extents of the caller's buffer: the stage
+    // behind it may round its loops up to whole vectors and tiles, which only an internal
+    // buffer may do (where the stage is inline, the copy is the stage).
+    void output(std::vector<Slot> slots, Func func, const std::vector<int64_t>& extents, bool batched = true) {
+        if (batched) func = exact_copy(func, extents);
+        for (size_t v = 0; v < slots.size(); v++) {
+            Halide::OutputImageParam buffer = func.output_buffers()[v];
+            if (v == 0) {
+                constrain_dense(buffer, batched ? with_free_batch(extents) : extents, batched);
+            } else {
+                // A Tuple's other buffers share the first one's mins and extents; only strides can be set.
+                Expr stride = 1;
+                for (size_t d = 0; d < extents.size(); d++) {
+                    buffer.dim(static_cast<int>(d)).set_stride(stride);
+                    stride = stride * static_cast<int>(extents[d]);
+                }
             }
-            const int dims = static_cast<int>(p.layout.internal_extents.size());
-            schedules::ParameterUpdateStages update = sgd_momentum_update(
-                c_name(p.layout.spec.name), Func(p.value), Func(p.velocity), p.gradient, dims, learning_rate_,
-                momentum_, weight_decay_);
-            update.innermost_extent = p.layout.internal_extents[0];
-            schedules::cpu::schedule_parameter_update(update, context_);
-            constrain_dense(update.new_value.output_buffer(), p.layout.internal_extents, false);
-            constrain_dense(update.new_velocity.output_buffer(), p.layout.internal_extents, false);
-            outputs.push_back(update.new_value);
-            outputs.push_back(update.new_velocity);
-            lowered.arguments.push_back(p.value);
-            lowered.arguments.push_back(p.velocity);
+            outputs_slots_.push_back(slots[v]);
         }
-        lowered.pipeline = Halide::Pipeline(outputs);
-        return lowered;
+        outputs_.push_back(func);
+    }
+    void output(Slot slot, Func func, const std::vector<int64_t>& extents, bool batched = true) {
+        output(std::vector<Slot>{slot}, std::move(func), extents, batched);
+    }
+
+    std::vector<Slot> slots() const {
+        std::vector<Slot> all = inputs_;
+        all.insert(all.end(), outputs_slots_.begin(), outputs_slots_.end());
+        return all;
+    }
+    LoweredPipeline finish() const { return {Halide::Pipeline(outputs_), arguments_}; }
+
+    schedules::Context context;
+    Expr batch;
+
+  private:
+    Func exact_copy(const Func& func, const std::vector<int64_t>& extents) const {
+        const std::vector<Halide::Var> vars = numbered_vars("v", static_cast<int>(extents.size()) + 1);
+        const std::vector<Expr> args(vars.begin(), vars.end());
+        Func copy(func.name() + "_out");
+        if (func.outputs() == 1) {
+            copy(args) = func(args);
+        } else {
+            std::vector<Expr> values;
+            for (int v = 0; v < func.outputs(); v++) values.push_back(func(args)[v]);
+            copy(args) = Halide::Tuple(values);
+        }
+        const int vw = context.vector_width();
+        if (extents[0] >= vw) {
+            copy.vectorize(vars[0], vw,
+                           extents[0] % vw == 0 ? Halide::TailStrategy::RoundUp : Halide::TailStrategy::GuardWithIf);
+        }
+        if (vars.size() == 4) {
+            Halide::Var rows("rows");
+            copy.fuse(vars[2], vars[3], rows).parallel(rows);
+        } else {
+            copy.parallel(vars.back());
+        }
+        return copy;
+    }
+
+    template <typename T>
+    Expr add_scalar(const Halide::Param<T>& param) {
+        arguments_.push_back(param);
+        return param;
+    }
+
+    void add_input(Slot slot, const ImageParam& param) {
+        arguments_.push_back(param);
+        inputs_.push_back(slot);
+    }
+
+    std::vector<Halide::Argument> arguments_;
+    std::vector<Slot> inputs_, outputs_slots_;
+    std::vector<Func> outputs_;
+};
+
+std::string extents_text(const std::vector<int64_t>& extents) {
+    return fmt::format("{}", fmt::join(extents, "x"));
+}
+
+// Turns a model into a program. Layers are grouped: an activation joins the layer before it when
+// it is that layer's only consumer (and that layer's backward pass does not need the layer's
+// own output), and a max pool joins the conv it is the only consumer of. Each group is a forward
+// kernel and, in training, a backward kernel; a group's output is a tensor of the program.
+class Planner : public std::enable_shared_from_this<Planner> {
+  public:
+    Planner(const Model& model, const LoweringOptions& options, bool training)
+        : model_(model),
+          canonical_(canonical_graph(model, training)),
+          graph_(canonical_.graph),
+          training_(training),
+          database_(options.database),
+          layouts_(parameter_layouts(model)) {}
+
+    Program plan() {
+        group_nodes();
+        for (const Group& group : groups_) plan_forward(group);
+        const int output = canonical_.output_node;
+        if (training_) {
+            plan_loss(output);
+            for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) plan_backward(*it);
+            for (size_t p = 0; p < layouts_.size(); p++) {
+                if (!updated_[p]) {
+                    throw ModelError(
+                        fmt::format("model '{}': parameter '{}' receives no gradient (its layer does not "
+                                    "lead to the output)",
+                                    model_.name(), layouts_[p].spec.name));
+                }
+            }
+        } else {
+            plan_probabilities(output);
+        }
+        std::shared_ptr<Planner> self = shared_from_this();
+        program_.build = [self](int k, const Halide::Target& target) {
+            Kernel kernel(target, self->database_, self->training_);
+            self->bodies_[static_cast<size_t>(k)](kernel);
+            return kernel.finish();
+        };
+        return program_;
     }
 
   private:
-    struct Parameter {
-        ParameterLayout layout;
-        ImageParam value, velocity;
-        Func gradient;
+    using Body = std::function<void(Kernel&)>;
+
+    struct Group {
+        std::vector<int> nodes;  // the layer, then what is fused after it
+        int head() const { return nodes.front(); }
+        int last() const { return nodes.back(); }
     };
 
-    // What a node's forward lowering leaves for its backward pass.
-    struct NodeState {
+    const Node& node(int id) const { return graph_.node(id); }
+
+    // Flatten is a view: consumers read the tensor before it.
+    int source_of(int id) const {
+        while (node(id).kind == LayerKind::flatten) id = node(id).inputs[0];
+        return id;
+    }
+
+    std::vector<int64_t> extents_of(int id) const { return halide_extents(storage_shape(graph_, id)); }
+
+    int parameter_index(const std::string& name) const {
+        for (size_t p = 0; p < layouts_.size(); p++) {
+            if (layouts_[p].spec.name == name) return static_cast<int>(p);
+        }
+        return -1;
+    }
+
+    bool fusable_into(int producer) const {
+        switch (node(producer).kind) {
+            case LayerKind::conv2d:
+            case LayerKind::batch_norm:
+            case LayerKind::dense:
+            case LayerKind::add:
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    void group_nodes() {
+        group_of_.assign(graph_.nodes().size(), -1);
+        for (const Node& n : graph_.nodes()) {
+            if (n.kind == LayerKind::input || n.kind == LayerKind::flatten) continue;
+            if (n.inputs.size() == 1 && group_of_[static_cast<size_t>(n.inputs[0])] >= 0) {
+                const int producer = n.inputs[0];
+                Group& group = groups_[static_cast<size_t>(group_of_[static_cast<size_t>(producer)])];
+                const bool only_consumer = graph_.consumers(producer).size() == 1 && group.last() == producer &&
+                                           producer != canonical_.output_node;
+                const Node& head = node(group.head());
+                const bool pool_after_conv =
+                    n.kind == LayerKind::max_pool && group.nodes.size() == 1 && head.kind == LayerKind::conv2d;
+                const bool activation_after =
+                    n.kind == LayerKind::activation && group.nodes.size() == 1 && fusable_into(producer);
+                const bool activation_after_pool = !training_ && n.kind == LayerKind::activation &&
+                                                   node(group.last()).kind == LayerKind::max_pool &&
+                                                   head.kind == LayerKind::conv2d;
+                if (only_consumer && (pool_after_conv || activation_after || activation_after_pool)) {
+                    group.nodes.push_back(n.id);
+                    group_of_[static_cast<size_t>(n.id)] = group_of_[static_cast<size_t>(producer)];
+                    continue;
+                }
+            }
+            group_of_[static_cast<size_t>(n.id)] = static_cast<int>(groups_.size());
+            groups_.push_back({{n.id}});
+        }
+        tensor_of_.assign(graph_.nodes().size(), -1);
+        contributions_.assign(graph_.nodes().size(), {});
+        updated_.assign(layouts_.size(), false);
+        for (const Group& group : groups_) {
+            const int last = group.last();
+            tensor_of_[static_cast<size_t>(last)] = add_tensor(node(last).name, extents_of(last));
+        }
+    }
+
+    int add_tensor(const std::string& name, const std::vector<int64_t>& extents, bool batched = true,
+                   bool is_uint8 = false) {
+        program_.tensors.push_back({name, extents, batched, is_uint8});
+        return static_cast<int>(program_.tensors.size()) - 1;
+    }
+
+    // The slot a node's value is read from: the images or its group's tensor.
+    Slot value_slot(int id) const {
+        id = source_of(id);
+        if (node(id).kind == LayerKind::input) return {SlotKind::images, -1};
+        return {SlotKind::tensor, tensor_of_[static_cast<size_t>(id)]};
+    }
+
+    Value read_value(Kernel& k, int id) const { return k.tensor(value_slot(id), extents_of(id)); }
+
+    Func read_parameter(Kernel& k, const std::string& name, SlotKind kind = SlotKind::value) const {
+        const int p = parameter_index(name);
+        if (p < 0) return Func();
+        return k.parameter({kind, p}, layouts_[static_cast<size_t>(p)].internal_extents);
+    }
+
+    BatchNormParameters read_batch_norm(Kernel& k, const std::string& layer) const {
+        return {read_parameter(k, layer + ".weight"), read_parameter(k, layer + ".bias"),
+                read_parameter(k, layer + ".running_mean"), read_parameter(k, layer + ".running_var")};
+    }
+
+    void add_call(const std::string& key, const std::string& what, Body body) {
+        auto found = kernel_index_.find(key);
+        int k;
+        if (found == kernel_index_.end()) {
+            k = static_cast<int>(program_.kernels.size());
+            kernel_index_[key] = k;
+            program_.kernels.push_back(key);
+            bodies_.push_back(body);
+        } else {
+            k = found->second;
+        }
+        // The body run once here, for the slots this call binds (kernels are built per target later).
+        Kernel probe(Halide::get_host_target(), database_, training_);
+        body(probe);
+        program_.calls.push_back({k, probe.slots(), what});
+    }
+
+    static schedules::ConvGeometry conv_geometry(const Node& n, const Shape& in) {
+        const auto& a = n.attributes_as<Conv2dAttributes>();
+        return {in[0],    a.out_channels, in[2],     in[1],      n.shape[2], n.shape[1],
+                a.kernel, a.stride,       a.padding, a.dilation, a.groups};
+    }
+
+    static schedules::PoolGeometry pool_geometry(const Node& n, const Shape& in) {
+        const auto& a = n.attributes_as<PoolAttributes>();
+        return {in[0], in[2], in[1], n.shape[2], n.shape[1], a.kernel, a.stride, a.padding};
+    }
+
+    // A conv's weight and bias as a kernel reads them, with a folded batch norm applied:
+    // w'(o, ...) = w(o, ...) * scale(o), b'(o) = b(o) * scale(o) + shift(o).
+    std::pair<Func, Func> conv_parameters(Kernel& k, const Node& conv) const {
+        Func weight = read_parameter(k, conv.name + ".weight"), bias = read_parameter(k, conv.name + ".bias");
+        auto folded = canonical_.folded_batch_norm.find(conv.id);
+        if (folded == canonical_.folded_batch_norm.end()) return {weight, bias};
+        const Node& bn = folded->second;
+        const FoldedBatchNorm f =
+            batch_norm_folding("bn", read_batch_norm(k, bn.name), bn.attributes_as<BatchNormAttributes>());
+        schedules::cpu::schedule_per_channel(f.scale, k.context);
+        schedules::cpu::schedule_per_channel(f.shift, k.context);
+        const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
+        Func folded_weight("folded_weight"), folded_bias("folded_bias");
+        folded_weight(o, i, kx, ky) = weight(o, i, kx, ky) * f.scale(o);
+        folded_bias(o) = (bias.defined() ? bias(o) * f.scale(o) : Expr(0.0f)) + f.shift(o);
+        return {folded_weight, folded_bias};
+    }
+
+    std::string node_key(const Node& n) const {
+        std::string key = describe(n);
+        const Shape& in = n.inputs.empty() ? n.shape : node(n.inputs[0]).shape;
+        key += fmt::format(" in{}", in.to_string());
+        for (size_t j = 1; j < n.inputs.size(); j++) key += fmt::format("+{}", node(n.inputs[j]).shape.to_string());
+        if (n.kind == LayerKind::conv2d || n.kind == LayerKind::dense) {
+            key += parameter_index(n.name + ".bias") >= 0 ? " bias" : " no-bias";
+            auto folded = canonical_.folded_batch_norm.find(n.id);
+            if (folded != canonical_.folded_batch_norm.end()) {
+                key += fmt::format(" folded-bn{}", folded->second.attributes_as<BatchNormAttributes>().epsilon);
+            }
+        }
+        if (n.kind == LayerKind::batch_norm) {
+            const auto& a = n.attributes_as<BatchNormAttributes>();
+            key += fmt::format(" eps{} momentum{}", a.epsilon, a.momentum);
+        }
+        if (n.kind == LayerKind::dropout) key += " salt " + n.name;  // the mask depends on the layer
+        if (n.kind == LayerKind::dense) key += " reads" + extents_text(extents_of(n.inputs[0]));
+        return key;
+    }
+
+    std::string group_key(const char* direction, const Group& group) const {
+        std::string key = direction;
+        for (int id : group.nodes) key += " | " + node_key(node(id));
+        return key;
+    }
+
+    std::string group_name(const Group& group) const {
+        std::string name;
+        for (int id : group.nodes) name += (name.empty() ? "" : "+") + node(id).name;
+        return name;
+    }
+
+    // ---- forward ----
+
+    void plan_forward(const Group& group) {
+        const Node& head = node(group.head());
+        const int value_tensor = tensor_of_[static_cast<size_t>(group.last())];
+        // Extra tensors the backward pass reads.
+        int argmax_tensor = -1, mean_tensor = -1, variance_tensor = -1;
+        for (int id : group.nodes) {
+            if (training_ && node(id).kind == LayerKind::max_pool) {
+                argmax_tensor = add_tensor(node(id).name + ".argmax", extents_of(id), true, true);
+                argmax_of_[id] = argmax_tensor;
+            }
+        }
+        if (training_ && head.kind == LayerKind::batch_norm) {
+            mean_tensor = add_tensor(head.name + ".batch_mean", {head.shape[0]}, false);
+            variance_tensor = add_tensor(head.name + ".batch_var", {head.shape[0]}, false);
+            stats_[head.id] = {mean_tensor, variance_tensor};
+        }
+        add_call(group_key(training_ ? "forward-train" : "forward", group), "forward " + group_name(group),
+                 [this, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor](Kernel& k) {
+                     forward_body(k, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor);
+                 });
+    }
+
+    void forward_body(Kernel& k, const Group& group, int value_tensor, int argmax_tensor, int mean_tensor,
+                      int variance_tensor) const {
+        const Node& head = node(group.head());
+        std::vector<Value> inputs;
+        for (int input : head.inputs) inputs.push_back(read_value(k, input));
+        const std::vector<int64_t> extents = extents_of(head.id);
+        const Slot out_slot{SlotKind::tensor, value_tensor};
         Value value;
-        std::optional<schedules::Conv2dForwardStages> conv;
-        std::optional<schedules::PoolForwardStages> pool;
-        std::optional<Value> gradient;
-    };
-
-    static std::string c_name(const std::string& name) {
-        std::string result = name;
-        for (char& ch : result) {
-            if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-        }
-        return result;
-    }
-
-    Parameter* parameter(const std::string& name) {
-        for (Parameter& p : parameters_) {
-            if (p.layout.spec.name == name) return &p;
-        }
-        return nullptr;
-    }
-
-    NodeState& state(int node) { return nodes_[static_cast<size_t>(node)]; }
-
-    bool single_max_pool_consumer(int node, int* pool) const {
-        const std::vector<int> next = graph_.consumers(node);
-        if (next.size() != 1 || graph_.node(next[0]).kind != LayerKind::max_pool || node == output_node_) return false;
-        *pool = next[0];
-        return true;
-    }
-
-    static schedules::ConvGeometry conv_geometry(const Node& node, const Shape& in) {
-        const auto& a = node.attributes_as<Conv2dAttributes>();
-        return {in[0], a.out_channels, in[2], in[1], node.shape[2], node.shape[1], a.kernel, a.stride, a.padding};
-    }
-
-    static schedules::PoolGeometry pool_geometry(const Node& node, const Shape& in) {
-        const auto& a = node.attributes_as<PoolAttributes>();
-        return {in[0], in[2], in[1], node.shape[2], node.shape[1], a.kernel, a.stride, a.padding};
-    }
-
-    void lower_forward() {
-        for (const Node& node : graph_.nodes()) {
-            NodeState& out = state(node.id);
-            const Value* in = node.inputs.empty() ? nullptr : &state(node.inputs[0]).value;
-            const Shape* in_shape = node.inputs.empty() ? nullptr : &graph_.node(node.inputs[0]).shape;
-            switch (node.kind) {
-                case LayerKind::input:
-                    out.value = Value{Func(images_), halide_extents(node.shape)};
-                    break;
-                case LayerKind::conv2d: {
-                    const Parameter* bias = parameter(node.name + ".bias");
-                    out.conv = conv2d_forward(node.name, *in, conv_geometry(node, *in_shape),
-                                              Func(parameter(node.name + ".weight")->value),
-                                              bias ? Func(bias->value) : Func());
-                    out.value = Value{out.conv->output, halide_extents(node.shape)};
+        size_t next = 1;  // the next fused node
+        switch (head.kind) {
+            case LayerKind::conv2d: {
+                const auto [weight, bias] = conv_parameters(k, head);
+                schedules::Conv2dForwardStages conv =
+                    conv2d_forward("conv", inputs[0], conv_geometry(head, node(head.inputs[0]).shape), weight, bias);
+                const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
+                if (!with_pool) {
+                    schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr);
+                    value = Value{conv.output, extents};
                     break;
                 }
-                case LayerKind::max_pool:
-                    out.pool = max_pool_forward(node.name, *in, pool_geometry(node, *in_shape), training_);
-                    out.value = Value{training_ ? first_of_tuple(out.pool->output, node.name) : out.pool->output,
-                                      halide_extents(node.shape)};
-                    break;
-                case LayerKind::avg_pool:
-                    out.pool = avg_pool_forward(node.name, *in, pool_geometry(node, *in_shape));
-                    out.value = Value{out.pool->output, halide_extents(node.shape)};
-                    break;
-                case LayerKind::relu: {
-                    out.value = Value{relu_forward(node.name, *in), in->extents};
-                    schedules::cpu::schedule_elementwise({out.value.func, out.value.dimensions(), in->extents[0]},
-                                                         context_);
-                    break;
+                const Node& pool = node(group.nodes[1]);
+                schedules::PoolForwardStages stages =
+                    max_pool_forward("pool", Value{conv.output, extents}, pool_geometry(pool, head.shape), training_);
+                schedules::cpu::schedule_conv2d_forward(conv, k.context, &stages);
+                next = 2;
+                if (training_) {
+                    k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, halide_extents(pool.shape));
+                    return;
                 }
-                case LayerKind::flatten:
-                    out.value = *in;  // read in place by the dense layer after it
-                    break;
-                case LayerKind::dense: {
-                    const Parameter* bias = parameter(node.name + ".bias");
-                    schedules::DenseForwardStages stages =
-                        dense_forward(node.name, *in, node.attributes_as<DenseAttributes>().out_features,
-                                      Func(parameter(node.name + ".weight")->value), bias ? Func(bias->value) : Func());
-                    schedules::cpu::schedule_dense_forward(stages, context_);
-                    out.value = Value{stages.output, halide_extents(node.shape)};
-                    break;
-                }
+                value = Value{stages.output, halide_extents(pool.shape)};
+                break;
             }
-        }
-        // Pools are scheduled with the conv that feeds them when it feeds nothing else.
-        for (const Node& node : graph_.nodes()) {
-            if (node.kind == LayerKind::conv2d) {
-                int pool = -1;
-                const bool fused = single_max_pool_consumer(node.id, &pool);
-                schedules::cpu::schedule_conv2d_forward(*state(node.id).conv, context_,
-                                                        fused ? &*state(pool).pool : nullptr);
+            case LayerKind::batch_norm: {
+                const auto& a = head.attributes_as<BatchNormAttributes>();
+                if (training_) {
+                    schedules::BatchNormStages stages =
+                        batch_norm_training("bn", inputs[0], read_batch_norm(k, head.name), a, k.batch);
+                    schedules::cpu::schedule_batch_norm(stages, k.context);
+                    k.output({SlotKind::tensor, mean_tensor}, stages.mean_of_batch, {head.shape[0]}, false);
+                    k.output({SlotKind::tensor, variance_tensor}, stages.variance_of_batch, {head.shape[0]}, false);
+                    k.output({SlotKind::new_value, parameter_index(head.name + ".running_mean")},
+                             stages.new_running_mean, {head.shape[0]}, false);
+                    k.output({SlotKind::new_value, parameter_index(head.name + ".running_var")}, stages.new_running_var,
+                             {head.shape[0]}, false);
+                    value = Value{stages.output, extents};
+                } else {
+                    const FoldedBatchNorm f = batch_norm_folding("bn", read_batch_norm(k, head.name), a);
+                    schedules::cpu::schedule_per_channel(f.scale, k.context);
+                    schedules::cpu::schedule_per_channel(f.shift, k.context);
+                    value = Value{channel_affine("bn", inputs[0], f), extents};
+                }
+                break;
             }
+            case LayerKind::activation:
+                value = Value{activation_forward("activation", inputs[0], head.attributes_as<ActivationAttributes>()),
+                              extents};
+                break;
+            case LayerKind::dropout: {
+                const DropoutControl dropout{k.scalar(SlotKind::dropout_seed), k.scalar(SlotKind::dropout_enabled)};
+                Func factor =
+                    dropout_factor(c_name(head.name), inputs[0], head.attributes_as<DropoutAttributes>().rate, dropout);
+                value = Value{scaled_by("dropout", inputs[0], factor), extents};
+                break;
+            }
+            case LayerKind::max_pool: {
+                schedules::PoolForwardStages stages =
+                    max_pool_forward("pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape), training_);
+                schedules::cpu::schedule_pool_forward(stages, k.context);
+                if (training_) {
+                    k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, extents);
+                    return;
+                }
+                value = Value{stages.output, extents};
+                break;
+            }
+            case LayerKind::avg_pool: {
+                schedules::PoolForwardStages stages =
+                    avg_pool_forward("pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape));
+                schedules::cpu::schedule_pool_forward(stages, k.context);
+                value = Value{stages.output, extents};
+                break;
+            }
+            case LayerKind::global_avg_pool: {
+                const schedules::GlobalPoolStages stages = global_avg_pool_forward("pool", inputs[0]);
+                schedules::cpu::schedule_global_pool(stages, k.context);
+                value = Value{stages.output, extents};
+                break;
+            }
+            case LayerKind::dense: {
+                schedules::DenseForwardStages stages =
+                    dense_forward("dense", inputs[0], head.attributes_as<DenseAttributes>().out_features,
+                                  read_parameter(k, head.name + ".weight"), read_parameter(k, head.name + ".bias"));
+                schedules::cpu::schedule_dense_forward(stages, k.context);
+                value = Value{stages.output, extents};
+                break;
+            }
+            case LayerKind::add:
+                value = Value{add_forward("add", inputs[0], inputs[1]), extents};
+                break;
+            case LayerKind::concat:
+                value = Value{concat_forward("concat", inputs), extents};
+                break;
+            case LayerKind::input:
+            case LayerKind::flatten:
+            case LayerKind::softmax:
+                throw ModelError(fmt::format("layer '{}' ({}) has no kernel", head.name, describe(head)));
         }
-        for (const Node& node : graph_.nodes()) {
-            const bool pool = node.kind == LayerKind::max_pool || node.kind == LayerKind::avg_pool;
-            int unused = -1;
-            const bool fused = pool && graph_.node(node.inputs[0]).kind == LayerKind::conv2d &&
-                               single_max_pool_consumer(node.inputs[0], &unused);
-            if (pool && !fused) schedules::cpu::schedule_pool_forward(*state(node.id).pool, context_);
+        for (; next < group.nodes.size(); next++) {
+            const Node& fused = node(group.nodes[next]);
+            value = Value{activation_forward("activation", value, fused.attributes_as<ActivationAttributes>()),
+                          value.extents};
         }
+        k.output(out_slot, value.func, value.extents);
     }
 
-    static Func first_of_tuple(const Func& tuple, const std::string& name) {
-        Func value(name + "_value");
-        value(Dims::c, Dims::x, Dims::y, Dims::n) = tuple(Dims::c, Dims::x, Dims::y, Dims::n)[0];
-        return value;
-    }
+    // ---- loss and probabilities ----
 
-    // The loss reads class scores (k, n); an image that was only flattened is laid out as one.
-    static Value feature_vector(const Value& value) {
+    Value logits_of(Kernel& k, int output) const {
+        const Value value = read_value(k, output);
         if (value.extents.size() == 1) return value;
         const int width = static_cast<int>(value.extents[1]), height = static_cast<int>(value.extents[2]);
         Func flat("flattened_output");
-        flat(Dims::k, Dims::n) = value.func(Dims::k / (width * height), Dims::k % width,
-                                            (Dims::k / width) % height, Dims::n);
+        flat(Dims::k, Dims::n) =
+            value.func(Dims::k / (width * height), Dims::k % width, (Dims::k / width) % height, Dims::n);
         return Value{flat, {value.elements()}};
     }
 
-    static Value unflattened_gradient(const Value& value, const Value& gradient) {
-        if (value.extents.size() == 1) return gradient;
-        const int width = static_cast<int>(value.extents[1]), height = static_cast<int>(value.extents[2]);
-        Func image("flattened_output_grad");
-        image(Dims::c, Dims::x, Dims::y, Dims::n) =
-            gradient.func(Dims::c * (width * height) + Dims::y * width + Dims::x, Dims::n);
-        return Value{image, value.extents};
+    void plan_loss(int output) {
+        const int gradient = add_tensor(node(output).name + ".grad", extents_of(output));
+        contributions_[static_cast<size_t>(source_of(output))].push_back(gradient);
+        add_call("loss " + extents_text(extents_of(output)), "loss", [this, output, gradient](Kernel& k) {
+            const Value logits = logits_of(k, output);
+            Func labels = k.labels();
+            schedules::LossStages loss = softmax_cross_entropy("loss", logits, labels, k.batch, true);
+            schedules::cpu::schedule_loss(loss, k.context);
+            k.output({SlotKind::loss, -1}, loss.loss, {}, false);
+            k.output({SlotKind::correct, -1}, loss.correct, {}, false);
+            const std::vector<int64_t> extents = extents_of(output);
+            Func grad = loss.logits_grad;
+            if (extents.size() == 3) {
+                const int width = static_cast<int>(extents[1]), height = static_cast<int>(extents[2]);
+                Func image("logits_grad_image");
+                image(Dims::c, Dims::x, Dims::y, Dims::n) =
+                    loss.logits_grad(Dims::c * (width * height) + Dims::y * width + Dims::x, Dims::n);
+                grad = image;
+            }
+            k.output({SlotKind::tensor, gradient}, grad, extents);
+        });
     }
 
-    void add_gradient(int node, const Value& gradient) {
-        std::optional<Value>& existing = state(node).gradient;
-        if (!existing) {
-            existing = gradient;
-            return;
+    void plan_probabilities(int output) {
+        add_call("probabilities " + extents_text(extents_of(output)), "probabilities", [this, output](Kernel& k) {
+            const Value logits = logits_of(k, output);
+            schedules::LossStages loss = softmax_cross_entropy("softmax", logits, Func(), k.batch, false);
+            schedules::cpu::schedule_loss(loss, k.context);
+            k.output({SlotKind::probabilities, -1}, loss.probabilities, {model_.classes()});
+        });
+    }
+
+    // ---- backward ----
+
+    bool needs_gradient(int id) const { return node(source_of(id)).kind != LayerKind::input; }
+
+    // The gradient of a node's value: the sum of what its consumers contributed.
+    Value read_gradient(Kernel& k, int id, const std::vector<int>& tensors) const {
+        const std::vector<int64_t> extents = extents_of(id);
+        Value sum = k.tensor({SlotKind::tensor, tensors[0]}, extents);
+        for (size_t t = 1; t < tensors.size(); t++) {
+            const Value more = k.tensor({SlotKind::tensor, tensors[t]}, extents);
+            std::vector<Halide::Var> vars = sample_vars(sum);
+            vars.push_back(Dims::n);
+            const std::vector<Expr> args(vars.begin(), vars.end());
+            Func total(fmt::format("grad_sum{}", t));
+            total(args) = sum.func(args) + more.func(args);
+            sum = Value{total, extents};
         }
-        std::vector<Halide::Var> vars = sample_vars(gradient);
-        vars.push_back(Dims::n);
-        const std::vector<Expr> args(vars.begin(), vars.end());
-        Func sum(graph_.node(node).name + "_grad_sum");
-        sum(args) = existing->func(args) + gradient.func(args);
-        existing = Value{sum, gradient.extents};
+        return sum;
     }
 
-    // Gradients flow into everything but the network's input.
-    bool needs_gradient(int node) const { return graph_.node(node).kind != LayerKind::input; }
+    // SGD with momentum for one parameter, fused into the backward kernel that computed its gradient.
+    void update_parameter(Kernel& k, const std::string& name, const Func& gradient) {
+        const int p = parameter_index(name);
+        const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
+        const int dims = static_cast<int>(layout.internal_extents.size());
+        Func value = k.parameter({SlotKind::value, p}, layout.internal_extents);
+        Func velocity = k.parameter({SlotKind::velocity, p}, layout.internal_extents);
+        schedules::ParameterUpdateStages update =
+            sgd_momentum_update("update", value, velocity, gradient, dims, k.scalar(SlotKind::learning_rate),
+                                k.scalar(SlotKind::momentum), k.scalar(SlotKind::weight_decay));
+        update.innermost_extent = layout.internal_extents[0];
+        schedules::cpu::schedule_parameter_update(update, k.context);
+        k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
+        k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);
+    }
 
-    void lower_backward() {
-        const auto& nodes = graph_.nodes();
-        for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
-            const Node& node = *it;
-            NodeState& self = state(node.id);
-            if (!self.gradient || node.kind == LayerKind::input) continue;
-            const Value& grad = *self.gradient;
-            const int input = node.inputs[0];
-            const Value& in = state(input).value;
-            switch (node.kind) {
-                case LayerKind::conv2d: {
-                    Parameter* weight = parameter(node.name + ".weight");
-                    Parameter* bias = parameter(node.name + ".bias");
-                    schedules::Conv2dBackwardStages stages =
-                        conv2d_backward(node.name, *self.conv, grad, bias != nullptr, needs_gradient(input), batch_);
-                    schedules::cpu::schedule_conv2d_backward(stages, context_);
-                    weight->gradient = stages.weight_grad;
-                    if (bias) bias->gradient = stages.bias_grad;
-                    if (stages.input_grad.defined()) add_gradient(input, Value{stages.input_grad, in.extents});
-                    break;
-                }
-                case LayerKind::max_pool: {
-                    schedules::PoolBackwardStages stages = max_pool_backward(node.name, *self.pool, grad);
-                    schedules::cpu::schedule_pool_backward(stages, context_);
-                    add_gradient(input, Value{stages.input_grad, in.extents});
-                    break;
-                }
-                case LayerKind::avg_pool: {
-                    schedules::PoolBackwardStages stages = avg_pool_backward(node.name, self.pool->geometry, grad);
-                    schedules::cpu::schedule_pool_backward(stages, context_);
-                    add_gradient(input, Value{stages.input_grad, in.extents});
-                    break;
-                }
-                case LayerKind::relu:
-                    add_gradient(input, Value{relu_backward(node.name, self.value, grad), in.extents});
-                    break;
-                case LayerKind::flatten:
-                    add_gradient(input, grad);
-                    break;
-                case LayerKind::dense: {
-                    Parameter* weight = parameter(node.name + ".weight");
-                    Parameter* bias = parameter(node.name + ".bias");
-                    schedules::DenseBackwardStages stages = dense_backward(
-                        node.name, in, node.attributes_as<DenseAttributes>().out_features, Func(weight->value), grad,
-                        bias != nullptr, needs_gradient(input), batch_);
-                    schedules::cpu::schedule_dense_backward(stages, context_);
-                    weight->gradient = stages.weight_grad;
-                    if (bias) bias->gradient = stages.bias_grad;
-                    if (stages.input_grad.defined()) add_gradient(input, Value{stages.input_grad, in.extents});
-                    break;
-                }
-                case LayerKind::input:
-                    break;
+    void plan_backward(const Group& group) {
+        const Node& head = node(group.head());
+        const std::vector<int>& incoming = contributions_[static_cast<size_t>(group.last())];
+        if (incoming.empty()) return;  // nothing after it reaches the loss
+        for (int id : group.nodes) {
+            for (const std::string& suffix : {".weight", ".bias", ".running_mean", ".running_var"}) {
+                const int p = parameter_index(node(id).name + suffix);
+                if (p >= 0) updated_[static_cast<size_t>(p)] = true;
             }
         }
+        // A sum without an activation passes its gradient on as it is.
+        if (head.kind == LayerKind::add && group.nodes.size() == 1) {
+            for (int input : head.inputs) {
+                if (!needs_gradient(input)) continue;
+                auto& list = contributions_[static_cast<size_t>(source_of(input))];
+                list.insert(list.end(), incoming.begin(), incoming.end());
+            }
+            return;
+        }
+        // One gradient tensor per input that needs one; an add (with its activation) writes one
+        // that both inputs read.
+        std::vector<int> input_grads(head.inputs.size(), -1);
+        const bool shared = head.kind == LayerKind::add;
+        for (size_t j = 0; j < head.inputs.size(); j++) {
+            const int input = head.inputs[j];
+            if (!needs_gradient(input)) continue;
+            if (shared && j > 0 && input_grads[0] >= 0) {
+                input_grads[j] = input_grads[0];
+            } else {
+                input_grads[shared ? 0 : j] = add_tensor(
+                    fmt::format("{}.grad_from_{}", node(source_of(input)).name, head.name), extents_of(input));
+                if (shared) input_grads[j] = input_grads[0];
+            }
+            contributions_[static_cast<size_t>(source_of(input))].push_back(input_grads[j]);
+        }
+        if (shared) input_grads.resize(1);
+        std::string key = group_key("backward", group) + fmt::format(" grads{}", incoming.size());
+        for (int g : input_grads) key += g >= 0 ? " in-grad" : " no-in-grad";
+        add_call(key, "backward " + group_name(group),
+                 [this, group, incoming, input_grads](Kernel& k) { backward_body(k, group, incoming, input_grads); });
+    }
+
+    void backward_body(Kernel& k, const Group& group, const std::vector<int>& incoming,
+                       const std::vector<int>& input_grads) {
+        const Node& head = node(group.head());
+        Value grad = read_gradient(k, group.last(), incoming);
+        // A sum or an adjoint is an expression: stored once before a reduction reads it many times.
+        bool expression = incoming.size() > 1;
+        // Through the fused activation first: its adjoint reads the group's output.
+        if (group.nodes.size() > 1 && node(group.last()).kind == LayerKind::activation) {
+            expression = true;
+            const Value output = read_value(k, group.last());
+            grad = Value{activation_backward("activation", node(group.last()).attributes_as<ActivationAttributes>(),
+                                             output, grad),
+                         output.extents};
+        }
+        auto output_input_grad = [&](size_t j, const Func& func) {
+            if (input_grads[j] < 0) return;
+            const std::vector<int64_t> extents = extents_of(head.inputs[j]);
+            k.output({SlotKind::tensor, input_grads[j]}, func, extents);
+        };
+        auto stored = [&](const Value& value) {
+            if (expression) {
+                schedules::cpu::schedule_elementwise({value.func, value.dimensions(), value.extents[0]}, k.context);
+            }
+            return value;
+        };
+        switch (head.kind) {
+            case LayerKind::conv2d: {
+                const Value in = read_value(k, head.inputs[0]);
+                const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
+                Func weight = read_parameter(k, head.name + ".weight");
+                const schedules::Conv2dForwardStages forward =
+                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func());
+                if (with_pool) {
+                    // The pool's adjoint is stored by its own schedule.
+                    const Node& pool = node(group.nodes[1]);
+                    grad = Value{max_pool_input_grad(k, pool, grad), halide_extents(head.shape)};
+                } else {
+                    grad = stored(grad);
+                }
+                const bool has_bias = parameter_index(head.name + ".bias") >= 0;
+                schedules::Conv2dBackwardStages stages =
+                    conv2d_backward("conv", forward, grad, has_bias, input_grads[0] >= 0, k.batch);
+                schedules::cpu::schedule_conv2d_backward(stages, k.context);
+                if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
+                update_parameter(k, head.name + ".weight", stages.weight_grad);
+                if (has_bias) update_parameter(k, head.name + ".bias", stages.bias_grad);
+                break;
+            }
+            case LayerKind::batch_norm: {
+                grad = stored(grad);
+                const Value in = read_value(k, head.inputs[0]);
+                const auto& [mean_tensor, variance_tensor] = stats_.at(head.id);
+                schedules::BatchNormStages forward;
+                forward.channels = head.shape[0];
+                forward.mean_of_batch = Func(k.tensor({SlotKind::tensor, mean_tensor}, {head.shape[0]}, false).func);
+                forward.variance_of_batch =
+                    Func(k.tensor({SlotKind::tensor, variance_tensor}, {head.shape[0]}, false).func);
+                const BatchNormParameters p{read_parameter(k, head.name + ".weight"), Func(), Func(), Func()};
+                schedules::BatchNormBackwardStages stages =
+                    batch_norm_backward("bn", forward, in, p, head.attributes_as<BatchNormAttributes>(), grad, k.batch);
+                schedules::cpu::schedule_batch_norm_backward(stages, k.context, input_grads[0] >= 0);
+                if (input_grads[0] >= 0) output_input_grad(0, stages.input_grad);
+                update_parameter(k, head.name + ".weight", stages.grad_dot_normalised);
+                update_parameter(k, head.name + ".bias", stages.grad_sum);
+                break;
+            }
+            case LayerKind::activation: {
+                const Value output = read_value(k, head.id);
+                output_input_grad(
+                    0, activation_backward("activation", head.attributes_as<ActivationAttributes>(), output, grad));
+                break;
+            }
+            case LayerKind::dropout: {
+                const DropoutControl control{k.scalar(SlotKind::dropout_seed), k.scalar(SlotKind::dropout_enabled)};
+                Func factor =
+                    dropout_factor(c_name(head.name), grad, head.attributes_as<DropoutAttributes>().rate, control);
+                output_input_grad(0, scaled_by("dropout_grad", grad, factor));
+                break;
+            }
+            case LayerKind::max_pool:
+                output_input_grad(0, max_pool_input_grad(k, head, stored(grad)));
+                break;
+            case LayerKind::avg_pool: {
+                schedules::PoolBackwardStages stages =
+                    avg_pool_backward("pool", pool_geometry(head, node(head.inputs[0]).shape), stored(grad));
+                output_input_grad(0, stages.input_grad);
+                schedules::cpu::schedule_pool_backward(stages, k.context);
+                break;
+            }
+            case LayerKind::global_avg_pool: {
+                const Value in{Func(), extents_of(head.inputs[0])};
+                output_input_grad(0, global_avg_pool_backward("pool", in, grad));
+                break;
+            }
+            case LayerKind::dense: {
+                grad = stored(grad);
+                const Value in = read_value(k, head.inputs[0]);
+                Func weight = read_parameter(k, head.name + ".weight");
+                const bool has_bias = parameter_index(head.name + ".bias") >= 0;
+                schedules::DenseBackwardStages stages =
+                    dense_backward("dense", in, head.attributes_as<DenseAttributes>().out_features, weight, grad,
+                                   has_bias, input_grads[0] >= 0, k.batch);
+                schedules::cpu::schedule_dense_backward(stages, k.context);
+                if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
+                update_parameter(k, head.name + ".weight", stages.weight_grad);
+                if (has_bias) update_parameter(k, head.name + ".bias", stages.bias_grad);
+                break;
+            }
+            case LayerKind::add: {
+                // With its activation fused: the activation's adjoint, passed to both inputs.
+                output_input_grad(0, grad.func);
+                break;
+            }
+            case LayerKind::concat: {
+                int64_t offset = 0;
+                for (size_t j = 0; j < head.inputs.size(); j++) {
+                    output_input_grad(j, concat_input_grad(fmt::format("concat_grad{}", j), grad, offset));
+                    offset += extents_of(head.inputs[j])[0];
+                }
+                break;
+            }
+            case LayerKind::input:
+            case LayerKind::flatten:
+            case LayerKind::softmax:
+                break;
+        }
+    }
+
+    // The max pool's adjoint from the argmax tensor the forward kernel wrote.
+    Func max_pool_input_grad(Kernel& k, const Node& pool, const Value& grad) const {
+        const Value argmax =
+            k.tensor({SlotKind::tensor, argmax_of_.at(pool.id)}, halide_extents(pool.shape), true, true);
+        schedules::PoolForwardStages forward;
+        forward.geometry = pool_geometry(pool, node(pool.inputs[0]).shape);
+        const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+        forward.output = Func("pool_argmax");
+        forward.output(c, x, y, n) = Halide::Tuple(0.0f, argmax.func(c, x, y, n));
+        schedules::PoolBackwardStages stages = max_pool_backward("pool", forward, grad);
+        schedules::cpu::schedule_pool_backward(stages, k.context);
+        return stages.input_grad;
     }
 
     const Model& model_;
-    int output_node_ = -1;
-    Graph graph_;
+    CanonicalGraph canonical_;
+    const Graph& graph_;
     bool training_;
-    schedules::Context context_;
-    ImageParam images_, labels_;
-    Halide::Param<float> learning_rate_{"learning_rate"}, momentum_{"momentum"}, weight_decay_{"weight_decay"};
-    Expr batch_;
-    std::vector<Parameter> parameters_;
-    std::vector<NodeState> nodes_;
+    const schedules::ScheduleDatabase* database_;
+    std::vector<ParameterLayout> layouts_;
+    std::vector<Group> groups_;
+    std::vector<int> group_of_, tensor_of_;
+    std::vector<std::vector<int>> contributions_;
+    std::vector<bool> updated_;
+    std::map<int, std::pair<int, int>> stats_;  // batch-norm node -> (mean, variance) tensors
+    std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
+    Program program_;
+    std::map<std::string, int> kernel_index_;
+    std::vector<Body> bodies_;
 };
 
 }  // namespace
@@ -409,12 +923,12 @@ std::vector<ParameterLayout> parameter_layouts(const Model& model) {
     return layouts;
 }
 
-LoweredPipeline lower_inference(const Model& model, const LoweringOptions& options) {
-    return Lowering(model, options, false).inference();
+Program plan_inference(const Model& model, const LoweringOptions& options) {
+    return std::make_shared<Planner>(model, options, false)->plan();
 }
 
-LoweredPipeline lower_training_step(const Model& model, const LoweringOptions& options) {
-    return Lowering(model, options, true).training_step();
+Program plan_training_step(const Model& model, const LoweringOptions& options) {
+    return std::make_shared<Planner>(model, options, true)->plan();
 }
 
 }  // namespace convgen::codegen

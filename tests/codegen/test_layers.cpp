@@ -531,7 +531,8 @@ TEST_CASE("a dense layer whose outputs are not a multiple of the vector width ca
                                                                 out_features, Func(weight_buffer), Func(bias_buffer));
     const Context context = cpu_context(false);
     cpu::schedule_dense_forward(forward, context);
-    const Func activated = relu_forward("relu", Value{forward.output, {out_features}});
+    const Func activated =
+        activation_forward("relu", Value{forward.output, {out_features}}, convgen::ActivationAttributes{});
     cpu::schedule_elementwise({activated, 2, out_features}, context);
 
     Buffer<float> out(out_features, batch);
@@ -554,10 +555,11 @@ void check_relu(int batch, int channels, int height, int width, unsigned seed) {
     Buffer<float> grad_buffer = image ? image_buffer(output_grad) : flat_buffer(output_grad.data, {channels, batch});
 
     const Value in = activation(input_buffer, extents, "relu_input");
-    const Func out = relu_forward("relu", in);
+    const Func out = activation_forward("relu", in, convgen::ActivationAttributes{});
     cpu::schedule_elementwise({out, in.dimensions(), extents[0]}, cpu_context(true));
     // The adjoint is inlined into its consumer, as the lowering leaves it.
-    const Func input_grad = relu_backward("relu", Value{out, extents}, activation(grad_buffer, extents, "dout"));
+    const Func input_grad = activation_backward("relu", convgen::ActivationAttributes{}, Value{out, extents},
+                                                activation(grad_buffer, extents, "dout"));
 
     Buffer<float> out_buffer = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
     Buffer<float> grad_out = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
@@ -705,13 +707,14 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
     if (fused) {
         pool = max_pool_forward("pool", Value{conv.output, conv_extents}, pool_geometry, training);
         cpu::schedule_conv2d_forward(conv, context, &pool);
-        activated = relu_forward(
-            "relu", Value{training ? first_of_tuple(pool.output, "pool_value") : pool.output, pooled_extents});
+        activated = activation_forward(
+            "relu", Value{training ? first_of_tuple(pool.output, "pool_value") : pool.output, pooled_extents},
+            convgen::ActivationAttributes{});
         cpu::schedule_elementwise({activated, 4, cc.out_channels}, context);
         output = activated;
     } else {
         cpu::schedule_conv2d_forward(conv, context, nullptr);
-        activated = relu_forward("relu", Value{conv.output, conv_extents});
+        activated = activation_forward("relu", Value{conv.output, conv_extents}, convgen::ActivationAttributes{});
         cpu::schedule_elementwise({activated, 4, cc.out_channels}, context);
         pool = max_pool_forward("pool", Value{activated, conv_extents}, pool_geometry, training);
         cpu::schedule_pool_forward(pool, context);
@@ -736,7 +739,8 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         const Value output_grad = activation(grad_buffer, pooled_extents, "dout");
         Value conv_grad;
         if (fused) {
-            const Func relu_grad = relu_backward("relu", Value{activated, pooled_extents}, output_grad);
+            const Func relu_grad = activation_backward("relu", convgen::ActivationAttributes{},
+                                                       Value{activated, pooled_extents}, output_grad);
             const schedules::PoolBackwardStages pool_back =
                 max_pool_backward("pool", pool, {relu_grad, pooled_extents});
             cpu::schedule_pool_backward(pool_back, context);
@@ -744,9 +748,9 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         } else {
             const schedules::PoolBackwardStages pool_back = max_pool_backward("pool", pool, output_grad);
             cpu::schedule_pool_backward(pool_back, context);
-            conv_grad =
-                Value{relu_backward("relu", Value{activated, conv_extents}, {pool_back.input_grad, conv_extents}),
-                      conv_extents};
+            conv_grad = Value{activation_backward("relu", convgen::ActivationAttributes{},
+                                                  Value{activated, conv_extents}, {pool_back.input_grad, conv_extents}),
+                              conv_extents};
         }
         const schedules::Conv2dBackwardStages conv_back =
             conv2d_backward("conv", conv, conv_grad, true, true, cc.batch);
@@ -839,8 +843,9 @@ TEST_CASE("canonical_graph moves a relu that feeds only a max pool after the poo
     x = dense(x, 10, {.name = "fc"});
     const Model model("tiny", x, softmax_cross_entropy());
 
-    int output = -1;
-    const Graph graph = codegen::canonical_graph(model, &output);
+    const codegen::CanonicalGraph canonical = codegen::canonical_graph(model, true);
+    const Graph& graph = canonical.graph;
+    const int output = canonical.output_node;
     std::vector<std::string> names;
     std::vector<LayerKind> kinds;
     for (const Node& node : graph.nodes()) {
@@ -849,8 +854,8 @@ TEST_CASE("canonical_graph moves a relu that feeds only a max pool after the poo
         for (int input_id : node.inputs) CHECK(input_id < node.id);  // still topologically ordered
     }
     CHECK(names == std::vector<std::string>{"image", "conv", "pool", "act", "flat", "fc"});
-    CHECK(kinds == std::vector<LayerKind>{LayerKind::input, LayerKind::conv2d, LayerKind::max_pool, LayerKind::relu,
-                                          LayerKind::flatten, LayerKind::dense});
+    CHECK(kinds == std::vector<LayerKind>{LayerKind::input, LayerKind::conv2d, LayerKind::max_pool,
+                                          LayerKind::activation, LayerKind::flatten, LayerKind::dense});
     REQUIRE(graph.nodes().size() == 6);
     CHECK(graph.node(2).inputs == std::vector<int>{1});  // pool reads conv
     CHECK(graph.node(3).inputs == std::vector<int>{2});  // act reads pool
@@ -869,8 +874,9 @@ TEST_CASE("canonical_graph leaves a relu before a max pool when the relu has ano
     Tensor logits = dense(flatten(activated), 3, {.name = "fc"});
     const Model model("branch", logits, softmax_cross_entropy());
 
-    int output = -1;
-    const Graph graph = codegen::canonical_graph(model, &output);
+    const codegen::CanonicalGraph canonical = codegen::canonical_graph(model, true);
+    const Graph& graph = canonical.graph;
+    const int output = canonical.output_node;
     REQUIRE(graph.nodes().size() == model.graph().nodes().size());
     for (size_t i = 0; i < graph.nodes().size(); i++) {
         CHECK(graph.nodes()[i].name == model.graph().nodes()[i].name);

@@ -1,4 +1,8 @@
-// conv2d: out(o, x, y, n) = bias(o) + sum_{i, kx, ky} w(o, i, kx, ky) * in(i, x*s + kx - p, y*s + ky - p, n)
+// conv2d with G groups of I = in_channels / G inputs and O = out_channels / G outputs each,
+// stride s, padding p and dilation d:
+//   out(o, x, y, n) = bias(o) + sum_{i < I, kx, ky} w(o, i, kx, ky) * in(g(o) * I + i, x*s + kx*d - p, y*s + ky*d - p,
+//   n)
+// with g(o) = o / O the group of output channel o. Without groups (G = 1) the input channel is i.
 #include "../layers.h"
 
 namespace convgen::codegen {
@@ -7,23 +11,43 @@ using Halide::Expr;
 using Halide::Func;
 using Halide::RDom;
 
+namespace {
+
+int group_inputs(const ConvGeometry& g) {
+    return static_cast<int>(g.in_channels / g.groups);
+}
+int group_outputs(const ConvGeometry& g) {
+    return static_cast<int>(g.out_channels / g.groups);
+}
+
+// The input channel that weight input i of output channel o reads.
+Expr input_channel(const ConvGeometry& g, const Expr& o, const Expr& i) {
+    if (g.groups == 1) return i;
+    if (g.depthwise()) return o;
+    return (o / group_outputs(g)) * group_inputs(g) + i;
+}
+
+}  // namespace
+
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& g,
                                               const Func& weight, const Func& bias) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding),
+              dilation = static_cast<int>(g.dilation);
     schedules::Conv2dForwardStages stages;
     stages.geometry = g;
     stages.padded_input = zero_extended(input, name + "_padded_input");
-    stages.weight = zero_extended(weight, {g.out_channels, g.in_channels, g.kernel, g.kernel}, 0, name + "_weight");
-    stages.reduction = RDom(0, static_cast<int>(g.in_channels), 0, static_cast<int>(g.kernel), 0,
-                            static_cast<int>(g.kernel), name + "_r");
+    stages.weight = zero_extended(weight, {g.out_channels, group_inputs(g), g.kernel, g.kernel}, 0, name + "_weight");
+    stages.reduction =
+        RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
     const auto& r = stages.reduction;
 
     Func out(name);
     // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
     out(c, x, y, n) = bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
-    out(c, x, y, n) += stages.weight(c, r.x, r.y, r.z) *
-                       stages.padded_input(r.x, x * int(g.stride) + r.y - int(g.padding),
-                                           y * int(g.stride) + r.z - int(g.padding), n);
+    out(c, x, y, n) += stages.weight(c, r.x, r.y, r.z) * stages.padded_input(input_channel(g, c, r.x),
+                                                                             x * stride + r.y * dilation - padding,
+                                                                             y * stride + r.z * dilation - padding, n);
     stages.output = out;
     return stages;
 }
@@ -34,20 +58,23 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
     const ConvGeometry& g = forward.geometry;
-    const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding);
+    const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding),
+              dilation = static_cast<int>(g.dilation);
     schedules::Conv2dBackwardStages stages;
     stages.geometry = g;
     stages.weight = forward.weight;
+    stages.padded_input = forward.padded_input;
 
-    // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(i, x*s + kx - p, y*s + ky - p, n)
+    // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(g(o) * I + i, x*s + kx*d - p, y*s + ky*d - p, n)
     stages.weight_grad_reduction =
         RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_weight_grad_r");
     const auto& rw = stages.weight_grad_reduction;
     stages.weight_grad = Func(name + "_weight_grad");
     stages.weight_grad(o, i, kx, ky) = 0.0f;
     stages.weight_grad(o, i, kx, ky) +=
-        output_grad.func(o, rw.x, rw.y, rw.z) *
-        forward.padded_input(i, rw.x * stride + kx - padding, rw.y * stride + ky - padding, rw.z);
+        output_grad.func(o, rw.x, rw.y, rw.z) * forward.padded_input(input_channel(g, o, i),
+                                                                     rw.x * stride + kx * dilation - padding,
+                                                                     rw.y * stride + ky * dilation - padding, rw.z);
 
     if (has_bias) {
         stages.bias_grad_reduction =
@@ -59,15 +86,24 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
     }
 
     if (need_input_grad) {
-        // din(i, x, y, n) = sum_{o, kx, ky} w(o, i, kx, ky) * dout(o, (x + p - kx)/s, (y + p - ky)/s, n),
-        // over the output positions whose window covers (x, y).
+        // din(c, x, y, n) = sum_{j < O, kx, ky} w(o, c mod I, kx, ky) * dout(o, (x + p - kx*d)/s, (y + p - ky*d)/s, n)
+        // with o = g(c) * O + j the outputs of c's group, over the output positions whose window
+        // covers (x, y).
         stages.padded_output_grad = zero_extended(output_grad, name + "_padded_output_grad");
-        stages.input_grad_reduction = RDom(0, static_cast<int>(g.out_channels), 0, static_cast<int>(g.kernel), 0,
+        stages.input_grad_reduction = RDom(0, group_outputs(g), 0, static_cast<int>(g.kernel), 0,
                                            static_cast<int>(g.kernel), name + "_input_grad_r");
         const auto& r = stages.input_grad_reduction;
-        Expr source_x = x + padding - r.y, source_y = y + padding - r.z;
-        Expr term = forward.weight(r.x, c, r.y, r.z) *
-                    stages.padded_output_grad(r.x, source_x / stride, source_y / stride, n);
+        Expr out_channel = r.x, weight_input = c;
+        if (g.depthwise()) {
+            out_channel = c;
+            weight_input = 0;
+        } else if (g.groups > 1) {
+            out_channel = (c / group_inputs(g)) * group_outputs(g) + r.x;
+            weight_input = c % group_inputs(g);
+        }
+        Expr source_x = x + padding - r.y * dilation, source_y = y + padding - r.z * dilation;
+        Expr term = forward.weight(out_channel, weight_input, r.y, r.z) *
+                    stages.padded_output_grad(out_channel, source_x / stride, source_y / stride, n);
         if (stride > 1) term = select(source_x % stride == 0 && source_y % stride == 0, term, 0.0f);
         stages.input_grad = Func(name + "_input_grad");
         stages.input_grad(c, x, y, n) = 0.0f;

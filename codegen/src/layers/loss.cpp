@@ -30,7 +30,8 @@ schedules::LossStages softmax_cross_entropy(const std::string& name, const Value
     Expr label = Halide::clamp(labels(n), 0, classes - 1);
     stages.batch = RDom(0, batch, name + "_batch");
     const auto& rn = stages.batch;
-    Expr sample_loss = Halide::log(stages.row_sum(rn)) + stages.row_max(rn) - logits.func(Halide::clamp(labels(rn), 0, classes - 1), rn);
+    Expr sample_loss = Halide::log(stages.row_sum(rn)) + stages.row_max(rn) -
+                       logits.func(Halide::clamp(labels(rn), 0, classes - 1), rn);
     stages.loss = Func(name + "_loss");
     stages.loss() = Halide::sum(sample_loss) / Halide::cast<float>(batch);
 

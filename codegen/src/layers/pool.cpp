@@ -50,8 +50,7 @@ schedules::PoolForwardStages max_pool_forward(const std::string& name, const Val
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     schedules::PoolForwardStages stages;
     stages.geometry = g;
-    stages.padded_input =
-        zero_extended(input, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
+    stages.padded_input = zero_extended(input, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
     const int k = static_cast<int>(g.kernel);
     // Strictly greater keeps the first maximum in row-major order, as PyTorch does.
     Expr best = window_read(stages, 0, 0);
@@ -119,6 +118,35 @@ schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const P
     stages.input_grad = Func(name + "_input_grad");
     stages.input_grad(c, x, y, n) = sum * (1.0f / static_cast<float>(g.kernel * g.kernel));
     return stages;
+}
+
+}  // namespace convgen::codegen
+
+namespace convgen::codegen {
+
+// Global average pooling: out(c, 0, 0, n) = sum_{x, y} in(c, x, y, n) / (W * H); each input
+// position receives dout(c, 0, 0, n) / (W * H).
+schedules::GlobalPoolStages global_avg_pool_forward(const std::string& name, const Value& input) {
+    const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    const int width = static_cast<int>(input.extents[1]), height = static_cast<int>(input.extents[2]);
+    Halide::RDom r(0, width, 0, height, name + "_r");
+    schedules::GlobalPoolStages stages;
+    stages.channels = input.extents[0];
+    Func sum(name + "_sum");
+    sum(c, n) = 0.0f;
+    sum(c, n) += input.func(c, r.x, r.y, n);
+    stages.sum = sum;
+    stages.output = Func(name);
+    stages.output(c, x, y, n) = sum(c, n) * (1.0f / static_cast<float>(width * height));
+    return stages;
+}
+
+Func global_avg_pool_backward(const std::string& name, const Value& input, const Value& output_grad) {
+    const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    const float area = static_cast<float>(input.extents[1] * input.extents[2]);
+    Func grad(name + "_input_grad");
+    grad(c, x, y, n) = output_grad.func(c, 0, 0, n) * (1.0f / area);
+    return grad;
 }
 
 }  // namespace convgen::codegen

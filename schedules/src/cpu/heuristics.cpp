@@ -21,8 +21,7 @@ std::string target_key(const Halide::Target& target) {
 
 ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults) {
     if (context.database == nullptr) return defaults;
-    const std::optional<ScheduleParameters> tuned =
-        context.database->find(target_key(context.target), signature);
+    const std::optional<ScheduleParameters> tuned = context.database->find(target_key(context.target), signature);
     if (!tuned) return defaults;
     for (const auto& [key, value] : *tuned) defaults[key] = value;
     return defaults;
@@ -46,7 +45,8 @@ RegisterTile choose_register_tile(int channel_vectors, int64_t width, int regist
         for (int tile = 1; tile <= width; tile++) {
             if (block * tile + block + 1 > registers) break;
             const double rounded = static_cast<double>((width + tile - 1) / tile * tile);
-            const double score = static_cast<double>(block * tile) / (block + tile) * static_cast<double>(width) / rounded;
+            const double score =
+                static_cast<double>(block * tile) / (block + tile) * static_cast<double>(width) / rounded;
             if (score > best_score + 1e-9) {
                 best_score = score;
                 best = {block, tile};

@@ -15,9 +15,13 @@ using Halide::Var;
 
 namespace {
 
-int registers(const Context& context) { return context.target.has_feature(Halide::Target::AVX512) ? 32 : 16; }
+int registers(const Context& context) {
+    return context.target.has_feature(Halide::Target::AVX512) ? 32 : 16;
+}
 
-int vectors_for(int64_t channels, int width) { return static_cast<int>((channels + width - 1) / width); }
+int vectors_for(int64_t channels, int width) {
+    return static_cast<int>((channels + width - 1) / width);
+}
 
 // A zero-extended copy of a tensor, computed once per call; the select of the boundary stays out
 // of the consumer's inner loop.
@@ -58,9 +62,9 @@ void transposed_copy(Func weight, Func consumer, int64_t padded_extent = 0) {
 // over `channels` vectorised channels of rows `width` pixels wide.
 ScheduleParameters register_tile_defaults(const Context& context, int64_t channels, int64_t width, int64_t kernel) {
     const int channel_vectors = vectors_for(channels, context.vector_width());
-    const RegisterTile tile =
-        channel_vectors == 1 ? RegisterTile{1, register_tile_width(width, 1, registers(context) - int(kernel))}
-                             : choose_register_tile(channel_vectors, width, registers(context));
+    const RegisterTile tile = channel_vectors == 1
+                                  ? RegisterTile{1, register_tile_width(width, 1, registers(context) - int(kernel))}
+                                  : choose_register_tile(channel_vectors, width, registers(context));
     return {{"tile_x", tile.tile_x}, {"channel_block", tile.channel_block}, {"unroll_kx", kernel <= 7 ? 1 : 0}};
 }
 
@@ -121,13 +125,14 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         out.update().fuse(y, n, rows).parallel(rows);
     }
     out.vectorize(c, vw, TailStrategy::RoundUp);
-    // Strided taps do not share broadcasts.
-    register_tiled(out.update(), c, x, s.reduction, {}, channel_vectors, g.stride == 1, p, vw);
+    // Strided or dilated taps do not share broadcasts.
+    register_tiled(out.update(), c, x, s.reduction, {}, channel_vectors, g.stride == 1 && g.dilation == 1, p, vw);
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
+    copy_at_root(s.padded_input, vw, g.in_channels);
 
     // dW(o, i, kx, ky): vectors over o, the kx taps unrolled so one d_output vector feeds k FMAs;
     // the batch is split into chunks reduced in parallel, then summed.
@@ -140,8 +145,8 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         w.vectorize(v[0], vw, TailStrategy::RoundUp);
         RVar chunk("chunk"), within("within");
         Var u("u");
-        Func partial = w.update().split(r.z, chunk, within, p["batch_chunk"], TailStrategy::GuardWithIf)
-                           .rfactor(chunk, u);
+        Func partial =
+            w.update().split(r.z, chunk, within, p["batch_chunk"], TailStrategy::GuardWithIf).rfactor(chunk, u);
         partial.compute_root();
         const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
         partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
@@ -171,11 +176,12 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         Var rows("rows");
         din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
         Halide::Stage update = din.update();
-        register_tiled(update, c, x, r, {y, n}, channel_vectors, true, p, vw);
+        register_tiled(update, c, x, r, {y, n}, channel_vectors, g.dilation == 1, p, vw);
         update.fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
-        // input channels is one contiguous load.
-        transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
+        // input channels is one contiguous load. (A depthwise conv's weights are read along
+        // their output channels, already innermost.)
+        if (g.groups == 1) transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
     }
 }
 
@@ -296,6 +302,68 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
 
 void schedule_elementwise(ElementwiseStage stage, const Context& context) {
     stored_elementwise(stage.func, context.vector_width());
+}
+
+namespace {
+
+TailStrategy channel_tail(int64_t channels, int vector_width) {
+    return channels % vector_width == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
+}
+
+// f(c) = 0; f(c) += e(c, r): a per-channel sum over the batch, r = (x, y, n) for images or (n)
+// for features. Images are summed a row at a time in parallel, then the row sums are added up:
+// parallel, and more accurate than one long serial sum.
+void channel_sum(Func f, int64_t channels, const Context& context) {
+    const int vw = context.vector_width();
+    const TailStrategy tail = channel_tail(channels, vw);
+    const Var c = f.args()[0];
+    f.compute_root().vectorize(c, vw, tail);
+    const std::vector<RVar> r = f.rvars();
+    if (r.size() != 3) {
+        f.update().vectorize(c, vw, tail);
+        return;
+    }
+    Var rows_y("rows_y"), rows_n("rows_n"), ci("ci"), co("co");
+    Func rows = f.update().rfactor({{r[1], rows_y}, {r[2], rows_n}});
+    rows.compute_root().vectorize(c, vw, tail).parallel(rows_n);
+    rows.update().split(c, co, ci, vw, tail).reorder(ci, r[0], co, rows_y, rows_n).vectorize(ci).parallel(rows_n);
+    f.update().vectorize(c, vw, tail);
+}
+
+}  // namespace
+
+void schedule_batch_norm(BatchNormStages s, const Context& context) {
+    channel_sum(s.mean, s.channels, context);
+    channel_sum(s.variance, s.channels, context);
+    s.mean_of_batch.compute_root();
+    s.variance_of_batch.compute_root();
+    s.scale.compute_root();
+}
+
+void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context, bool input_grad) {
+    channel_sum(s.grad_sum, s.channels, context);
+    channel_sum(s.grad_dot_normalised, s.channels, context);
+    if (input_grad) stored_elementwise(s.input_grad, context.vector_width());
+}
+
+void schedule_global_pool(GlobalPoolStages s, const Context& context) {
+    const int vw = context.vector_width();
+    const TailStrategy tail = channel_tail(s.channels, vw);
+    const std::vector<Var> v = s.sum.args();  // (c, n)
+    const std::vector<RVar> r = s.sum.rvars();
+    Var ci("ci"), co("co");
+    s.sum.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
+    s.sum.update().split(v[0], co, ci, vw, tail).reorder(ci, r[0], r[1], co, v[1]).vectorize(ci).parallel(v[1]);
+}
+
+void schedule_per_channel(Func func, const Context& context) {
+    (void)context;
+    func.compute_root();
+}
+
+void schedule_state_update(Func func, const Context& context) {
+    (void)func;
+    (void)context;  // a few values per channel: the default (computed where it is stored) is right
 }
 
 void schedule_loss(LossStages s, const Context& context) {

@@ -30,6 +30,6 @@ std::vector<TargetChoice> default_x86_targets();
 void emit_library(const Model& model, const EmitOptions& options);
 
 // Names of the files emit_library writes, for build systems.
-std::vector<std::string> emitted_objects(const std::string& model, const std::vector<TargetChoice>& targets);
+std::vector<std::string> emitted_objects(const std::string& model);
 
 }  // namespace convgen::codegen

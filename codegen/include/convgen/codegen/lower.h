@@ -7,6 +7,9 @@
 
 #include <Halide.h>
 
+#include <functional>
+#include <map>
+
 #include <string>
 #include <vector>
 
@@ -26,24 +29,83 @@ struct LoweredPipeline {
     std::vector<Halide::Argument> arguments;  // in call order, outputs excluded
 };
 
+// A model runs as a program: a sequence of calls to kernels, each one Halide pipeline holding one
+// layer (with the activation or pool fused into it) forward or backward. Kernels of layers with
+// the same shapes and attributes are one kernel, compiled once. The generated library holds the
+// tensors between the calls.
+//
+// Where each argument of a call comes from, or each output goes:
+enum class SlotKind {
+    images,         // the caller's images (c, x, y, n)
+    labels,         // int32 (n)
+    tensor,         // the program's tensor `index`
+    value,          // parameter `index` as the step reads it
+    velocity,       // its SGD momentum
+    new_value,      // where the step writes parameter `index` (or a state tensor's next value)
+    new_velocity,   //
+    loss,           // 0-D float
+    correct,        // 0-D int32
+    probabilities,  // (k, n)
+    learning_rate,
+    momentum,
+    weight_decay,
+    dropout_seed,     // uint32
+    dropout_enabled,  // bool
+};
+
+struct Slot {
+    SlotKind kind = SlotKind::tensor;
+    int index = -1;
+};
+
+// An intermediate tensor of the program: per-sample extents in Halide order (times the batch when
+// `batched`), float32 or uint8 (max-pool argmax).
+struct ProgramTensor {
+    std::string name;
+    std::vector<int64_t> extents;
+    bool batched = true;
+    bool is_uint8 = false;
+};
+
+struct KernelCall {
+    int kernel = -1;
+    std::vector<Slot> slots;  // the kernel's arguments then its outputs, in signature order
+    std::string what;         // "forward conv1", for errors and profiles
+};
+
+struct Program {
+    std::vector<ProgramTensor> tensors;
+    std::vector<std::string> kernels;  // a description of each distinct kernel
+    std::vector<KernelCall> calls;
+    // Builds kernel `k` for a target; safe to call from several threads at once.
+    std::function<LoweredPipeline(int k, const Halide::Target& target)> build;
+};
+
 struct LoweringOptions {
-    Halide::Target target;
     const schedules::ScheduleDatabase* database = nullptr;
 };
 
-// The model's graph after the rewrites codegen applies before lowering: a ReLU feeding only a
-// max-pool is moved after it (max commutes with a monotone activation), so the pool reads the
-// conv directly and the ReLU runs on the 4x smaller pooled tensor. Layer names are kept.
-Graph canonical_graph(const Model& model, int* output_node);
+// The model's graph after the rewrites codegen applies before lowering, layer names kept:
+// - an activation feeding only a max-pool is moved after it (max commutes with a monotone
+//   activation), so the pool reads the conv directly and the activation runs on the smaller
+//   pooled tensor;
+// - a softmax output is dropped (the loss and the inference output apply it);
+// - in inference, dropout is dropped, and a batch norm that is the only consumer of a conv is
+//   folded into it (listed in folded_batch_norm under the conv's new id).
+struct CanonicalGraph {
+    Graph graph;
+    int output_node = -1;
+    std::map<int, Node> folded_batch_norm;  // conv node -> the batch-norm node folded into it
+};
+CanonicalGraph canonical_graph(const Model& model, bool training);
 
 std::vector<ParameterLayout> parameter_layouts(const Model& model);
 
-// Arguments: images (c, x, y, n) float, then each parameter. Output: class probabilities (k, n).
-LoweredPipeline lower_inference(const Model& model, const LoweringOptions& options);
+// Inference: images in, class probabilities (k, n) out, parameters read.
+Program plan_inference(const Model& model, const LoweringOptions& options = {});
 
-// Arguments: images, labels (n) int32, learning_rate, momentum, weight_decay, then for each
-// parameter its value and its velocity. Outputs: loss (0-D), correct predictions (0-D int32),
-// then for each parameter its new value and new velocity.
-LoweredPipeline lower_training_step(const Model& model, const LoweringOptions& options);
+// One training step: forward, softmax cross-entropy, backward, and the SGD update of every
+// parameter (and the running statistics) from `value`/`velocity` into `new_value`/`new_velocity`.
+Program plan_training_step(const Model& model, const LoweringOptions& options = {});
 
 }  // namespace convgen::codegen

@@ -20,15 +20,22 @@ namespace cpu {
 
 // `fused_pool`, when given, is the only consumer of the conv: the conv is computed inside the
 // pool's loop nest, so no full-size conv output is ever stored.
-void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context,
-                             const PoolForwardStages* fused_pool);
+void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context, const PoolForwardStages* fused_pool);
 void schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context);
 void schedule_pool_forward(PoolForwardStages stages, const Context& context);
 void schedule_pool_backward(PoolBackwardStages stages, const Context& context);
 void schedule_dense_forward(DenseForwardStages stages, const Context& context);
 void schedule_dense_backward(DenseBackwardStages stages, const Context& context);
-// A pointwise stage that is stored (computed at root): relu outputs, relu adjoints.
+// A pointwise stage that is stored (computed at root): activation outputs, adjoints read by a
+// reduction.
 void schedule_elementwise(ElementwiseStage stage, const Context& context);
+void schedule_batch_norm(BatchNormStages stages, const Context& context);
+void schedule_batch_norm_backward(BatchNormBackwardStages stages, const Context& context, bool input_grad);
+void schedule_global_pool(GlobalPoolStages stages, const Context& context);
+// A small per-channel vector (folded batch-norm scales), computed once per call.
+void schedule_per_channel(Halide::Func func, const Context& context);
+// A state tensor's new value (running statistics), a pipeline output.
+void schedule_state_update(Halide::Func func, const Context& context);
 void schedule_loss(LossStages stages, const Context& context);
 void schedule_parameter_update(ParameterUpdateStages stages, const Context& context);
 

@@ -20,6 +20,9 @@ struct ConvGeometry {
     int64_t in_width = 0, in_height = 0;
     int64_t out_width = 0, out_height = 0;
     int64_t kernel = 0, stride = 1, padding = 0;
+    int64_t dilation = 1, groups = 1;
+
+    bool depthwise() const { return groups > 1 && groups == in_channels && groups == out_channels; }
 };
 
 struct PoolGeometry {
@@ -39,6 +42,7 @@ struct Conv2dForwardStages {
 
 struct Conv2dBackwardStages {
     ConvGeometry geometry;
+    Halide::Func padded_input;        // the forward pass's zero-extended input, (c, x, y, n)
     Halide::Func weight;              // the forward pass's zero-extended weights, (o, i, kx, ky)
     Halide::Func padded_output_grad;  // zero-extended d_output, (co, x, y, n)
     Halide::Func input_grad;          // undefined when no gradient flows to the input
@@ -71,13 +75,35 @@ struct DenseBackwardStages {
     int64_t in_features = 0, out_features = 0;
     int input_dimensions = 1;  // 1 for (f, n), 3 for (c, x, y, n) inputs read through flatten
     int64_t input_innermost_extent = 0;
-    Halide::Func weight;  // (o, input dims...)
-    Halide::Func input_grad;   // undefined when not needed
+    Halide::Func weight;      // (o, input dims...)
+    Halide::Func input_grad;  // undefined when not needed
     Halide::RDom input_grad_reduction;
     Halide::Func weight_grad;  // (o, input dims...)
     Halide::RDom weight_grad_reduction;
     Halide::Func bias_grad;
     Halide::RDom bias_grad_reduction;
+};
+
+// Batch normalisation in training: per-channel statistics over (x, y, n), or over n for features.
+struct BatchNormStages {
+    int64_t channels = 0;
+    Halide::Func mean, variance;                           // (c): sums over the batch
+    Halide::Func mean_of_batch, variance_of_batch, scale;  // (c): the statistics and gamma * rstd
+    Halide::Func output;                                   // normalised, scaled and shifted input
+    Halide::Func new_running_mean, new_running_var;        // (c): pipeline outputs
+};
+
+struct BatchNormBackwardStages {
+    int64_t channels = 0;
+    Halide::Func grad_sum, grad_dot_normalised;  // (c): reductions over the batch; the bias and scale gradients
+    Halide::Func input_grad;
+};
+
+// Global average pooling: out(c, 0, 0, n) = mean over (x, y).
+struct GlobalPoolStages {
+    int64_t channels = 0;
+    Halide::Func sum;     // (c, n)
+    Halide::Func output;  // (c, x, y, n), defined for every x and y
 };
 
 struct ElementwiseStage {
@@ -91,9 +117,9 @@ struct LossStages {
     Halide::Func row_max, row_sum;  // per sample (n)
     Halide::Func loss;              // 0-D output
     Halide::RDom batch;
-    Halide::Func correct;         // 0-D output: how many argmax == label
-    Halide::Func logits_grad;     // (k, n), undefined in inference
-    Halide::Func probabilities;   // (k, n), inference output
+    Halide::Func correct;        // 0-D output: how many argmax == label
+    Halide::Func logits_grad;    // (k, n), undefined in inference
+    Halide::Func probabilities;  // (k, n), inference output
 };
 
 struct ParameterUpdateStages {

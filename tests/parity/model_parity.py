@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""A generated model against PyTorch (Debian python3-torch) from the same random weights and batch.
+
+The weights travel through a safetensors file under PyTorch's own state-dict names (batch-norm
+step counters included), so this also proves that a PyTorch state dict loads. Checked:
+  - inference: the library's probabilities against the module's softmax in eval mode (batch norm
+    on its running statistics, which convgen folds into the convs; dropout off);
+  - training: SGD steps with momentum and weight decay in train mode (batch statistics, dropout
+    off on both sides): the loss of every step, then every weight, momentum buffer and running
+    statistic after them.
+
+    model_parity.py MODEL_STEPS_BINARY MODEL WORK_DIR [--steps N] [--batch B]   (exit 77: no PyTorch)
+"""
+import argparse
+from collections import OrderedDict
+import json
+from pathlib import Path
+import struct
+import subprocess
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch_zoo
+except ImportError as error:
+    print(f"SKIP: PyTorch is not available ({error}); scripts/setup --tests installs python3-torch")
+    sys.exit(77)
+
+# Inference must agree to 1e-4 (relative to the largest probability). After SGD steps, float
+# rounding has gone through every layer's backward pass in a different order (and batch norm's
+# backward subtracts nearly equal sums), so the updated tensors are held to 5e-4, and gradients
+# (momentum buffers) are compared against the model's gradient scale: a conv bias before a batch
+# norm has a true gradient of zero, of which both sides hold only rounding noise.
+TOLERANCE = 1e-4
+TRAINING_TOLERANCE = 5e-4
+GRADIENT_TOLERANCE = 1e-3
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+
+
+def lenet5():
+    layers = [("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+              ("conv2", nn.Conv2d(6, 16, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+              ("flatten", nn.Flatten()), ("dense1", nn.Linear(400, 120)), ("relu3", nn.ReLU()),
+              ("dense2", nn.Linear(120, 84)), ("relu4", nn.ReLU()), ("dense3", nn.Linear(84, 10))]
+    return nn.Sequential(OrderedDict(layers)), (1, 28, 28)
+
+
+def build(name):
+    torch.manual_seed(0)
+    module, input_shape = lenet5() if name == "lenet5" else torch_zoo.build(name)
+    # Batch norm away from its identity start, so that folding and the statistics are exercised.
+    generator = torch.Generator().manual_seed(3)
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                shape = layer.weight.shape
+                layer.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
+                layer.bias.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
+                layer.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
+                layer.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+    return module, input_shape
+
+
+def write_safetensors(path: Path, tensors: dict):
+    dtypes = {torch.float32: ("F32", np.float32), torch.int64: ("I64", np.int64)}
+    header, blobs, offset = {}, [], 0
+    for name, value in tensors.items():
+        dtype, numpy_type = dtypes[value.dtype]
+        data = value.detach().numpy().astype(numpy_type).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(value.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(path: Path) -> dict:
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + size])
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        tensors[name] = np.frombuffer(data[8 + size + begin:8 + size + end], dtype=np.float32).reshape(entry["shape"])
+    return tensors
+
+
+def relative_error(ours, theirs) -> float:
+    theirs = np.asarray(theirs, dtype=np.float64)
+    return float(np.abs(np.asarray(ours, dtype=np.float64) - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("model")
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+
+    module, input_shape = build(args.model)
+    write_safetensors(args.work / "in.safetensors", module.state_dict())
+    images = torch.randn(args.batch, *input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        classes = module.eval()(images[:1]).shape[1]
+    labels = torch.randint(0, classes, (args.batch,), generator=torch.Generator().manual_seed(2))
+    images.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32).tofile(args.work / "images.bin")  # NHWC
+    labels.numpy().astype(np.int32).tofile(args.work / "labels.bin")
+
+    with torch.no_grad():
+        torch_probabilities = torch.softmax(module.eval()(images), dim=1).numpy()
+    module.train()
+    for layer in module.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.eval()  # dropout off, as the library's set_dropout(false)
+    optimizer = torch.optim.SGD(module.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    torch_losses = []
+    for _ in range(args.steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(module(images), labels)
+        loss.backward()
+        optimizer.step()
+        torch_losses.append(loss.item())
+
+    run = subprocess.run([args.binary, str(args.work), str(args.steps), str(args.batch), str(LEARNING_RATE),
+                          str(MOMENTUM), str(WEIGHT_DECAY)], capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"FAIL: {args.binary} exited with {run.returncode}: {run.stderr}")
+        return 1
+    ours_losses = [float(line) for line in run.stdout.split()]
+    ours = read_safetensors(args.work / "out.safetensors")
+    probabilities = np.fromfile(args.work / "probabilities.bin", dtype=np.float32).reshape(args.batch, classes)
+
+    failures = []
+    error = relative_error(probabilities, torch_probabilities)
+    print(f"{args.model}: inference probabilities relative error {error:.1e}")
+    if error > TOLERANCE:
+        failures.append("inference probabilities")
+    for step, (a, b) in enumerate(zip(ours_losses, torch_losses)):
+        error = abs(a - b) / abs(b)
+        print(f"step {step + 1}: loss convgen {a:.7f}  PyTorch {b:.7f}  relative error {error:.1e}")
+        if error > TOLERANCE:
+            failures.append(f"loss of step {step + 1}")
+    parameters = dict(module.named_parameters())
+    gradient_scale = max(float(optimizer.state[p]["momentum_buffer"].abs().max()) for p in parameters.values())
+    worst = {"weights": (0.0, ""), "momentum": (0.0, ""), "running statistics": (0.0, "")}
+    for name, value in module.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        checks = [("running statistics" if name not in parameters else "weights", ours[name], value, 0.0,
+                   TRAINING_TOLERANCE)]
+        if name in parameters:
+            checks.append(("momentum", ours[name + ".momentum_buffer"],
+                           optimizer.state[parameters[name]]["momentum_buffer"], 1e-3 * gradient_scale,
+                           GRADIENT_TOLERANCE))
+        for kind, a, b, floor, tolerance in checks:
+            b = np.asarray(b, dtype=np.float64)
+            error = float(np.abs(np.asarray(a, dtype=np.float64) - b).max() / max(np.abs(b).max(), floor, 1e-12))
+            if error > worst[kind][0]:
+                worst[kind] = (error, name)
+            if error > tolerance:
+                failures.append(f"{kind} of {name} ({error:.1e})")
+    for kind, (error, name) in worst.items():
+        if name:
+            print(f"after {args.steps} step(s): largest {kind} relative error {error:.1e} ({name})")
+    if failures:
+        print(f"FAIL: {args.model} differs from PyTorch in", ", ".join(failures[:10]))
+        return 1
+    print(f"OK: {args.model} inference (within {TOLERANCE}) and {args.steps} SGD step(s) (weights within "
+          f"{TRAINING_TOLERANCE}, gradients within {GRADIENT_TOLERANCE}) match PyTorch {torch.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
