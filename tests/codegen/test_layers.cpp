@@ -576,6 +576,42 @@ TEST_CASE("relu passes positive values and their gradients and zeroes the rest")
     check_relu(2, 13, 1, 1, 501);  // a feature vector
 }
 
+TEST_CASE(
+    "dropout zeroes about its rate of the elements, scales the rest by 1 / (1 - rate), and is off when disabled") {
+    const Value image{Func("unused"), {16, 32, 32}};
+    for (double rate : {0.2, 0.5}) {
+        for (bool enabled : {true, false}) {
+            Func factor = dropout_factor("drop", image, rate,
+                                         DropoutControl{Halide::Expr(uint32_t(12345)), Halide::Expr(enabled)});
+            Buffer<float> values = factor.realize({16, 32, 32, 8});
+            int64_t dropped = 0, kept = 0;
+            values.for_each_value([&](float v) {
+                if (v == 0.0f) {
+                    dropped++;
+                } else {
+                    kept++;
+                    CHECK(v == doctest::Approx(enabled ? 1.0 / (1.0 - rate) : 1.0));
+                }
+            });
+            const double fraction = static_cast<double>(dropped) / static_cast<double>(dropped + kept);
+            INFO("rate " << rate << ", enabled " << enabled << ": dropped " << fraction);
+            CHECK(fraction == doctest::Approx(enabled ? rate : 0.0).epsilon(0).scale(1).epsilon(0.01));
+        }
+    }
+    // Another seed, another mask; the same seed, the same.
+    auto mask = [&](uint32_t seed) {
+        return dropout_factor("drop", image, 0.5, DropoutControl{Halide::Expr(seed), Halide::Expr(true)})
+            .realize({16, 32, 32, 1});
+    };
+    Buffer<float> a = mask(1), b = mask(1), c = mask(2);
+    int same = 0, differ = 0;
+    a.for_each_element([&](const int* at) {
+        CHECK(a(at) == b(at));
+        (a(at) == c(at) ? same : differ)++;
+    });
+    CHECK(differ > same / 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Softmax cross-entropy
 

@@ -285,4 +285,64 @@ TEST_SUITE("dsl shapes") {
         CHECK(model.name() == "m");
     }
 
+    TEST_CASE("groups, dilation and strides shape a conv as PyTorch does, and bad groups are named") {
+        auto x = input("image", Shape{8, 16, 16});
+        CHECK(conv2d(x, 8, 3, {.padding = 1, .groups = 8}).shape() == Shape{8, 16, 16});
+        CHECK(conv2d(x, 4, 3, {.padding = 2, .dilation = 2}).shape() == Shape{4, 16, 16});
+        CHECK(conv2d(x, 16, 3, {.stride = 2, .padding = 1, .groups = 4}).shape() == Shape{16, 8, 8});
+        CHECK(error_of([&] { conv2d(x, 6, 3, {.groups = 4, .name = "g"}); }) ==
+              "layer 'g' (conv2d 6@3x3, stride 1, padding 0, groups 4): input shape [8, 16, 16]: groups 4 must divide "
+              "the input channels 8 and the output channels 6");
+        CHECK(error_of([&] { conv2d(x, 4, 5, {.dilation = 4, .name = "d"}); }) ==
+              "layer 'd' (conv2d 4@5x5, stride 1, padding 0, dilation 4): input shape [8, 16, 16]: height 16 plus "
+              "padding 2*0 is smaller than the dilated kernel 17");
+    }
+
+    TEST_CASE("batch norm, activations, dropout and global pooling keep or reduce shapes, with their rules") {
+        auto x = input("image", Shape{3, 10, 12});
+        CHECK((x | batch_norm() | relu6 | tanh | sigmoid | leaky_relu(0.2) | dropout(0.3)).shape() == Shape{3, 10, 12});
+        CHECK(global_avg_pool(x).shape() == Shape{3, 1, 1});
+        CHECK(error_of([&] { dropout(x, 1.0, {.name = "drop"}); }) ==
+              "layer 'drop' (dropout 1): input shape [3, 10, 12]: rate must be in [0, 1), got 1");
+        CHECK(error_of([&] { batch_norm(x, {.epsilon = 0, .name = "bn"}); }) ==
+              "layer 'bn' (batch_norm): input shape [3, 10, 12]: epsilon must be positive, got 0");
+        CHECK(error_of([&] { global_avg_pool(flatten(x), "gap"); }) ==
+              "layer 'gap' (global_avg_pool): input shape [360]: expects an image tensor [channels, height, width] "
+              "but got rank 1 (features); spatial layers cannot follow flatten or dense");
+    }
+
+    TEST_CASE("a shape error inside a residual block names the block's layer and both shapes") {
+        // A basic block whose shortcut forgot the projection when the block halves the map.
+        auto block = [](const Tensor& x, int64_t channels, int64_t stride, const std::string& name) {
+            Tensor y = conv2d(x, channels, 3, {.stride = stride, .padding = 1, .name = name + ".conv1"}) | relu;
+            y = conv2d(y, channels, 3, {.padding = 1, .name = name + ".conv2"});
+            return relu(add(y, x, name + ".add"));
+        };
+        auto x = input("image", Shape{16, 32, 32});
+        x = block(x, 16, 1, "layer1.0");
+        CHECK(error_of([&] { block(x, 32, 2, "layer2.0"); }) ==
+              "layer 'layer2.0.add' (add): input shapes 'layer2.0.conv2' [32, 16, 16], 'relu2' [16, 32, 32]: the "
+              "tensors added must have one shape");
+    }
+
+    TEST_CASE("concat joins channels of images of one size; softmax only ends a model") {
+        auto x = input("image", Shape{4, 8, 8});
+        auto a = conv2d(x, 3, 1), b = conv2d(x, 5, 3, {.padding = 1});
+        CHECK(concat({a, b, x}).shape() == Shape{12, 8, 8});
+        auto small = max_pool(x, 2);
+        CHECK(error_of([&] {
+                  concat({a, small}, "joined");
+              }) ==
+              "layer 'joined' (concat): input shapes 'conv1' [3, 8, 8], 'maxpool1' [4, 4, 4]: concat joins images "
+              "[C, H, W] of one height and width");
+        auto logits = flatten(x) | dense(3, {.name = "fc"});
+        auto probabilities = softmax(logits, "softmax");
+        CHECK(Model("m", probabilities, softmax_cross_entropy()).classes() == 3);
+        auto other = input("image", Shape{4, 8, 8});
+        auto after = dense(softmax(flatten(other), "early"), 2);
+        CHECK(error_of([&] { Model("m", after, softmax_cross_entropy()); }) ==
+              "model 'm': layer 'early' (softmax) is not the model's output; softmax is an output layer (the loss "
+              "applies it to the scores before it)");
+    }
+
 }  // TEST_SUITE

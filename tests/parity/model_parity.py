@@ -48,9 +48,57 @@ def lenet5():
     return nn.Sequential(OrderedDict(layers)), (1, 28, 28)
 
 
+class NormNet(nn.Module):
+    """tests/models/layer_nets.cpp norm_net."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.bn1(self.conv1(x)))
+        x = nn.functional.leaky_relu(self.bn2(self.conv2(x)), 0.1)
+        return self.fc(x.mean((2, 3)))
+
+
+class BranchNet(nn.Module):
+    """tests/models/layer_nets.cpp branch_net (its softmax is the loss's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 6, 3, padding=2, dilation=2)
+        self.branch_a, self.branch_b = nn.Conv2d(6, 4, 1), nn.Conv2d(6, 4, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.shortcut = nn.Conv2d(6, 8, 1)
+        self.fc = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        trunk = torch.tanh(self.conv1(x))
+        joined = self.grouped(torch.cat([self.branch_a(trunk), torch.sigmoid(self.branch_b(trunk))], 1))
+        y = nn.functional.avg_pool2d(torch.relu(joined + self.shortcut(trunk)), 3, stride=2)
+        return self.fc(y.flatten(1))
+
+
+class DropoutNet(nn.Module):
+    """tests/models/layer_nets.cpp dropout_net."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.bn, self.drop, self.fc2 = nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
+
+
+TEST_MODELS = {"lenet5": lenet5, "norm_net": lambda: (NormNet(), (3, 8, 8)),
+               "branch_net": lambda: (BranchNet(), (2, 9, 9)), "dropout_net": lambda: (DropoutNet(), (6,))}
+
+
 def build(name):
     torch.manual_seed(0)
-    module, input_shape = lenet5() if name == "lenet5" else torch_zoo.build(name)
+    module, input_shape = TEST_MODELS[name]() if name in TEST_MODELS else torch_zoo.build(name)
     # Batch norm away from its identity start, so that folding and the statistics are exercised.
     generator = torch.Generator().manual_seed(3)
     for layer in module.modules():
@@ -113,7 +161,8 @@ def main() -> int:
     with torch.no_grad():
         classes = module.eval()(images[:1]).shape[1]
     labels = torch.randint(0, classes, (args.batch,), generator=torch.Generator().manual_seed(2))
-    images.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32).tofile(args.work / "images.bin")  # NHWC
+    nhwc = images.permute(0, 2, 3, 1) if images.dim() == 4 else images
+    nhwc.contiguous().numpy().astype(np.float32).tofile(args.work / "images.bin")
     labels.numpy().astype(np.int32).tofile(args.work / "labels.bin")
 
     with torch.no_grad():

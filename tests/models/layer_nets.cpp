@@ -1,0 +1,42 @@
+// Small networks that between them use every layer kind and option of the DSL, for the
+// finite-difference gradient checks and the PyTorch parity tests (tests/parity/model_parity.py
+// holds their PyTorch twins under the same names).
+#include <convgen/model.h>
+
+using namespace convgen;
+
+// Batch norm (trained and folded), relu6, a depthwise strided conv, leaky_relu, global average pooling.
+// [3, 8, 8] -> conv1/bn1 [8, 8, 8] -> conv2/bn2 [8, 4, 4] -> [8, 1, 1] -> fc [4]
+Model norm_net() {
+    auto x = input("image", Shape{3, 8, 8});
+    x = conv2d(x, 8, 3, {.padding = 1, .bias = false, .name = "conv1"}) | batch_norm({.name = "bn1"}) | relu6;
+    x = conv2d(x, 8, 3, {.stride = 2, .padding = 1, .groups = 8, .name = "conv2"}) | batch_norm({.name = "bn2"});
+    x = leaky_relu(x, 0.1) | global_avg_pool | flatten | dense(4, {.name = "fc"});
+    return Model("norm_net", x, softmax_cross_entropy());
+}
+CONVGEN_MODEL(norm_net)
+
+// Branches: a dilated conv, tanh and sigmoid, concat, a grouped conv, a residual add with a 1x1
+// projection, overlapping average pooling, and a softmax output layer.
+// [2, 9, 9] -> conv1 [6, 9, 9] -> branch_a [4, 9, 9] ++ branch_b [4, 9, 9] -> grouped [8, 9, 9]
+//           + shortcut [8, 9, 9] -> avg_pool 3/2 [8, 4, 4] -> fc [5]
+Model branch_net() {
+    auto image = input("image", Shape{2, 9, 9});
+    auto trunk = conv2d(image, 6, 3, {.padding = 2, .dilation = 2, .name = "conv1"}) | tanh;
+    auto a = conv2d(trunk, 4, 1, {.name = "branch_a"});
+    auto b = conv2d(trunk, 4, 3, {.padding = 1, .name = "branch_b"}) | sigmoid;
+    auto joined = conv2d(concat({a, b}), 8, 3, {.padding = 1, .groups = 2, .name = "grouped"});
+    auto y = relu(add(joined, conv2d(trunk, 8, 1, {.name = "shortcut"})));
+    y = avg_pool(y, 3, {.stride = 2}) | flatten | dense(5, {.name = "fc"}) | softmax;
+    return Model("branch_net", y, softmax_cross_entropy());
+}
+CONVGEN_MODEL(branch_net)
+
+// Feature vectors: dense, batch norm over features, dropout.
+Model dropout_net() {
+    auto x = input("features", Shape{6});
+    x = dense(x, 16, {.name = "fc1"}) | batch_norm({.name = "bn"}) | relu | dropout(0.5, {.name = "drop"});
+    x = dense(x, 3, {.name = "fc2"});
+    return Model("dropout_net", x, softmax_cross_entropy());
+}
+CONVGEN_MODEL(dropout_net)
