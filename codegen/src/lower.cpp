@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <optional>
 
@@ -196,7 +197,8 @@ class Kernel {
     // written through a copy scheduled for the exact extents of the caller's buffer: the stage
     // behind it may round its loops up to whole vectors and tiles, which only an internal
     // buffer may do (where the stage is inline, the copy is the stage).
-    void output(std::vector<Slot> slots, Func func, const std::vector<int64_t>& extents, bool batched = true) {
+    // Returns the Func that is the output (the copy, for a batched tensor).
+    Func output(std::vector<Slot> slots, Func func, const std::vector<int64_t>& extents, bool batched = true) {
         if (batched) func = exact_copy(func, extents);
         for (size_t v = 0; v < slots.size(); v++) {
             Halide::OutputImageParam buffer = func.output_buffers()[v];
@@ -213,10 +215,15 @@ class Kernel {
             outputs_slots_.push_back(slots[v]);
         }
         outputs_.push_back(func);
+        return func;
     }
-    void output(Slot slot, Func func, const std::vector<int64_t>& extents, bool batched = true) {
-        output(std::vector<Slot>{slot}, std::move(func), extents, batched);
+    Func output(Slot slot, Func func, const std::vector<int64_t>& extents, bool batched = true) {
+        return output(std::vector<Slot>{slot}, std::move(func), extents, batched);
     }
+
+    // The loop of a batched 4-D output's copy over its rows (y and n fused), where a stage can
+    // be computed a row at a time.
+    static Halide::Var output_rows() { return Halide::Var("rows"); }
 
     std::vector<Slot> slots() const {
         std::vector<Slot> all = inputs_;
@@ -246,7 +253,7 @@ class Kernel {
                            extents[0] % vw == 0 ? Halide::TailStrategy::RoundUp : Halide::TailStrategy::GuardWithIf);
         }
         if (vars.size() == 4) {
-            Halide::Var rows("rows");
+            const Halide::Var rows = output_rows();
             copy.fuse(vars[2], vars[3], rows).parallel(rows);
         } else {
             copy.parallel(vars.back());
@@ -353,10 +360,32 @@ class Planner : public std::enable_shared_from_this<Planner> {
         }
     }
 
+    // A residual add joins the conv (or batch norm) that produces one of its inputs, as that
+    // layer's epilogue, when it is that layer's only consumer; the other input is read in.
+    bool fuse_add(const Node& add) {
+        for (size_t j = 0; j < 2; j++) {
+            const int producer = add.inputs[j], other = add.inputs[1 - j];
+            const int g = group_of_[static_cast<size_t>(producer)];
+            if (g < 0 || producer == other) continue;
+            Group& group = groups_[static_cast<size_t>(g)];
+            const LayerKind kind = node(producer).kind;
+            if (group.nodes.size() != 1 || (kind != LayerKind::conv2d && kind != LayerKind::batch_norm) ||
+                graph_.consumers(producer).size() != 1 || producer == canonical_.output_node) {
+                continue;
+            }
+            group.nodes.push_back(add.id);
+            group_of_[static_cast<size_t>(add.id)] = g;
+            other_addend_[add.id] = other;
+            return true;
+        }
+        return false;
+    }
+
     void group_nodes() {
         group_of_.assign(graph_.nodes().size(), -1);
         for (const Node& n : graph_.nodes()) {
             if (n.kind == LayerKind::input || n.kind == LayerKind::flatten) continue;
+            if (n.kind == LayerKind::add && fuse_add(n)) continue;
             if (n.inputs.size() == 1 && group_of_[static_cast<size_t>(n.inputs[0])] >= 0) {
                 const int producer = n.inputs[0];
                 Group& group = groups_[static_cast<size_t>(group_of_[static_cast<size_t>(producer)])];
@@ -366,7 +395,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool pool_after_conv =
                     n.kind == LayerKind::max_pool && group.nodes.size() == 1 && head.kind == LayerKind::conv2d;
                 const bool activation_after =
-                    n.kind == LayerKind::activation && group.nodes.size() == 1 && fusable_into(producer);
+                    n.kind == LayerKind::activation &&
+                    ((group.nodes.size() == 1 && fusable_into(producer)) || node(group.last()).kind == LayerKind::add);
                 const bool activation_after_pool = !training_ && n.kind == LayerKind::activation &&
                                                    node(group.last()).kind == LayerKind::max_pool &&
                                                    head.kind == LayerKind::conv2d;
@@ -378,6 +408,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
             group_of_[static_cast<size_t>(n.id)] = static_cast<int>(groups_.size());
             groups_.push_back({{n.id}});
+        }
+        // A group runs where its last layer is: after everything it reads (a fused add's other
+        // input may come after the group's head) and before everything that reads it.
+        std::sort(groups_.begin(), groups_.end(), [](const Group& a, const Group& b) { return a.last() < b.last(); });
+        for (size_t g = 0; g < groups_.size(); g++) {
+            for (int id : groups_[g].nodes) group_of_[static_cast<size_t>(id)] = static_cast<int>(g);
         }
         tensor_of_.assign(graph_.nodes().size(), -1);
         contributions_.assign(graph_.nodes().size(), {});
@@ -524,6 +560,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         for (int input : head.inputs) inputs.push_back(read_value(k, input));
         const std::vector<int64_t> extents = extents_of(head.id);
         const Slot out_slot{SlotKind::tensor, value_tensor};
+        Func row_producer;  // a stage computed per row of the output
         Value value;
         size_t next = 1;  // the next fused node
         switch (head.kind) {
@@ -533,7 +570,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     conv2d_forward("conv", inputs[0], conv_geometry(head, node(head.inputs[0]).shape), weight, bias);
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
                 if (!with_pool) {
-                    schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr);
+                    // Computed a row at a time inside the output's loop, with what follows it
+                    // (bias and folded batch norm are in it already; add and activation are
+                    // inlined into the output): one loop nest.
+                    schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr, true);
+                    row_producer = conv.output;
                     value = Value{conv.output, extents};
                     break;
                 }
@@ -626,10 +667,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
         }
         for (; next < group.nodes.size(); next++) {
             const Node& fused = node(group.nodes[next]);
-            value = Value{activation_forward("activation", value, fused.attributes_as<ActivationAttributes>()),
-                          value.extents};
+            if (fused.kind == LayerKind::add) {
+                value = Value{add_forward("add", value, read_value(k, other_addend_.at(fused.id))), value.extents};
+            } else {
+                value = Value{activation_forward("activation", value, fused.attributes_as<ActivationAttributes>()),
+                              value.extents};
+            }
         }
-        k.output(out_slot, value.func, value.extents);
+        Func written = k.output(out_slot, value.func, value.extents);
+        if (row_producer.defined()) row_producer.compute_at(written, Kernel::output_rows());
     }
 
     // ---- loss and probabilities ----
@@ -748,14 +794,32 @@ class Planner : public std::enable_shared_from_this<Planner> {
             contributions_[static_cast<size_t>(source_of(input))].push_back(input_grads[j]);
         }
         if (shared) input_grads.resize(1);
+        // A fused add hands its gradient to its other input too: the incoming tensors themselves,
+        // or, behind an activation, the activation's adjoint written out.
+        int addend_grad = -1;
+        for (int id : group.nodes) {
+            if (id == group.head() || node(id).kind != LayerKind::add) continue;
+            const int other = other_addend_.at(id);
+            if (!needs_gradient(other)) continue;
+            auto& list = contributions_[static_cast<size_t>(source_of(other))];
+            if (node(group.last()).kind == LayerKind::activation) {
+                addend_grad = add_tensor(fmt::format("{}.grad_from_{}", node(source_of(other)).name, node(id).name),
+                                         extents_of(other));
+                list.push_back(addend_grad);
+            } else {
+                list.insert(list.end(), incoming.begin(), incoming.end());
+            }
+        }
         std::string key = group_key("backward", group) + fmt::format(" grads{}", incoming.size());
         for (int g : input_grads) key += g >= 0 ? " in-grad" : " no-in-grad";
-        add_call(key, "backward " + group_name(group),
-                 [this, group, incoming, input_grads](Kernel& k) { backward_body(k, group, incoming, input_grads); });
+        if (addend_grad >= 0) key += " addend-grad";
+        add_call(key, "backward " + group_name(group), [this, group, incoming, input_grads, addend_grad](Kernel& k) {
+            backward_body(k, group, incoming, input_grads, addend_grad);
+        });
     }
 
     void backward_body(Kernel& k, const Group& group, const std::vector<int>& incoming,
-                       const std::vector<int>& input_grads) {
+                       const std::vector<int>& input_grads, int addend_grad) {
         const Node& head = node(group.head());
         Value grad = read_gradient(k, group.last(), incoming);
         // A sum or an adjoint is an expression: stored once before a reduction reads it many times.
@@ -768,6 +832,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                                              output, grad),
                          output.extents};
         }
+        if (addend_grad >= 0) k.output({SlotKind::tensor, addend_grad}, grad.func, grad.extents);
         auto output_input_grad = [&](size_t j, const Func& func) {
             if (input_grads[j] < 0) return;
             const std::vector<int64_t> extents = extents_of(head.inputs[j]);
@@ -908,6 +973,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::vector<bool> updated_;
     std::map<int, std::pair<int, int>> stats_;  // batch-norm node -> (mean, variance) tensors
     std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
+    std::map<int, int> other_addend_;           // add fused into a group -> its input from outside
     Program program_;
     std::map<std::string, int> kernel_index_;
     std::vector<Body> bodies_;

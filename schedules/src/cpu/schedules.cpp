@@ -93,7 +93,8 @@ void register_tiled(Halide::Stage update, const Var& c, const Var& x, const Hali
 
 }  // namespace
 
-void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool) {
+void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
+                             bool inside_consumer) {
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
@@ -118,7 +119,7 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         Var rows("rows");
         p_out.fuse(pv[2], pv[3], rows).parallel(rows);
         out.compute_at(p_out, rows);
-    } else {
+    } else if (!inside_consumer) {
         out.compute_root();
         Var rows("rows");
         out.fuse(y, n, rows).parallel(rows);

@@ -19,8 +19,10 @@ struct Context {
 namespace cpu {
 
 // `fused_pool`, when given, is the only consumer of the conv: the conv is computed inside the
-// pool's loop nest, so no full-size conv output is ever stored.
-void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context, const PoolForwardStages* fused_pool);
+// pool's loop nest, so no full-size conv output is ever stored. `inside_consumer`: the caller
+// computes the conv at a loop of its consumer (a row of an epilogue), so it is not stored whole.
+void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context, const PoolForwardStages* fused_pool,
+                             bool inside_consumer = false);
 void schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context);
 void schedule_pool_forward(PoolForwardStages stages, const Context& context);
 void schedule_pool_backward(PoolBackwardStages stages, const Context& context);
