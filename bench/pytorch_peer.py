@@ -6,8 +6,9 @@ Run with Debian's /usr/bin/python3 (the one that has torch):
     /usr/bin/python3 bench/pytorch_peer.py --workload lenet5_train_b64 --warmup-seconds 2 --seconds 10
 
 Prints one JSON line: {"workload", "metric", "unit", "value" (median of samples), "samples", ...}.
-A workload is a row of WORKLOADS; a model is a builder in MODELS. To add ResNet-20, write its
-builder, add it to MODELS and add its rows.
+A workload is a row of WORKLOADS; a model is a builder in MODELS. The models of examples/zoo come
+from tests/parity/torch_zoo.py (torchvision's models under the zoo's names), each with the rows
+<model>_infer_b1 and <model>_infer_b64, the peers of convgen_zoo_bench's workloads.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 # Debian's torch calls the system OpenBLAS (pthread build), which starts a thread per core on
 # top of torch's OpenMP threads; the two then fight over the cores (LeNet-5 training at batch
@@ -27,6 +29,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "parity"))
+try:
+    import torch_zoo  # noqa: E402
+    ZOO_MISSING = ""
+except ImportError as error:  # torchvision absent: the other workloads still run
+    torch_zoo, ZOO_MISSING = None, f"the zoo workloads need tests/parity/torch_zoo.py, which failed: {error}"
 
 
 def lenet5() -> nn.Module:
@@ -54,10 +63,11 @@ def conv3x3_layer() -> nn.Module:
 class ModelSpec:
     build: object           # () -> nn.Module producing logits
     input_shape: tuple      # (C, H, W) of one image
-    classes: int
-    learning_rate: float
-    momentum: float
-    weight_decay: float
+    # What the training workloads need; inference-only models leave them out.
+    classes: int = 0
+    learning_rate: float = 0.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
 
 
 MODELS = {
@@ -65,6 +75,9 @@ MODELS = {
     "conv3x3_layer": ModelSpec(conv3x3_layer, (32, 32, 32), 10, learning_rate=0.01, momentum=0.9,
                                weight_decay=5e-4),
 }
+if torch_zoo:
+    MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape)
+                   for name, (_, input_shape) in torch_zoo.MODELS.items()})
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,23 @@ WORKLOADS = {
     "lenet5_infer_b1_frozen": Workload("lenet5", "infer", 1, "latency", "ms", variant="frozen",
                                        grad_mode="inference_mode", peer_of="lenet5_infer_b1"),
 }
+
+
+def zoo_workloads(models) -> dict:
+    """Each zoo model's peers of convgen_zoo_bench's <model>_infer_b1 and <model>_infer_b64: eager
+    under no_grad, and frozen TorchScript under inference_mode (which also folds batch norm into
+    the convs); bench/run keeps the better of the two."""
+    rows = {}
+    for model in models:
+        for batch, metric, unit in ((1, "latency", "ms"), (64, "infer_throughput", "images/s")):
+            name = f"{model}_infer_b{batch}"
+            rows[name] = Workload(model, "infer", batch, metric, unit)
+            rows[f"{name}_frozen"] = Workload(model, "infer", batch, metric, unit, variant="frozen",
+                                              grad_mode="inference_mode", peer_of=name)
+    return rows
+
+
+WORKLOADS.update(zoo_workloads(torch_zoo.MODELS if torch_zoo else ()))
 
 
 class Predictor(nn.Module):
@@ -192,7 +222,8 @@ def main() -> int:
                               "peer_of": w.peer_of or name}))
         return 0
     if args.workload not in WORKLOADS:
-        parser.error(f"--workload: expected one of {', '.join(WORKLOADS)}, found '{args.workload}'")
+        parser.error(f"--workload: expected one of {', '.join(WORKLOADS)}, found '{args.workload}'"
+                     + (f" ({ZOO_MISSING})" if ZOO_MISSING else ""))
     if args.repeats < 1 or args.seconds <= 0 or args.warmup_seconds < 0:
         parser.error("expected --repeats >= 1, --seconds > 0 and --warmup-seconds >= 0")
 

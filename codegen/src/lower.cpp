@@ -763,7 +763,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         const std::vector<int>& incoming = contributions_[static_cast<size_t>(group.last())];
         if (incoming.empty()) return;  // nothing after it reaches the loss
         for (int id : group.nodes) {
-            for (const std::string& suffix : {".weight", ".bias", ".running_mean", ".running_var"}) {
+            for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"}) {
                 const int p = parameter_index(node(id).name + suffix);
                 if (p >= 0) updated_[static_cast<size_t>(p)] = true;
             }
