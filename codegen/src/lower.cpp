@@ -89,10 +89,12 @@ std::vector<int64_t> flatten_strides(const Shape& shape) {
 // them all reads the image in place.
 Shape storage_shape(const Graph& graph, int id) {
     const Node& node = graph.node(id);
-    const bool view =
-        node.kind == LayerKind::flatten ||
-        ((node.kind == LayerKind::activation || node.kind == LayerKind::dropout) && node.shape.rank() == 1);
-    return view && !node.inputs.empty() ? storage_shape(graph, node.inputs[0]) : node.shape;
+    if (node.inputs.empty() || node.shape.rank() != 1) return node.shape;
+    const Shape input = storage_shape(graph, node.inputs[0]);
+    const bool pointwise = node.kind == LayerKind::activation || node.kind == LayerKind::dropout;
+    // Per-feature batch norm of a flattened [C, 1, 1] image is per-channel batch norm of the image.
+    const bool channels_only = node.kind == LayerKind::batch_norm && input.rank() == 3 && input[1] * input[2] == 1;
+    return node.kind == LayerKind::flatten || pointwise || channels_only ? input : node.shape;
 }
 
 ParameterLayout layout_of(const ParameterSpec& spec, const Graph& graph) {
@@ -296,6 +298,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
           layouts_(parameter_layouts(model)) {}
 
     Program plan() {
+        check_layouts();
         group_nodes();
         for (const Group& group : groups_) plan_forward(group);
         const int output = canonical_.output_node;
@@ -357,6 +360,25 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 return true;
             default:
                 return false;
+        }
+    }
+
+    // Layers whose inputs are laid out in ways the kernels cannot combine.
+    void check_layouts() const {
+        for (const Node& n : graph_.nodes()) {
+            if (n.kind == LayerKind::batch_norm && storage_shape(graph_, n.id) != storage_shape(graph_, n.inputs[0])) {
+                throw ModelError(
+                    fmt::format("layer '{}' (batch_norm): input shape {}: batch norm over the features of "
+                                "a flattened image is not supported; put it before flatten",
+                                n.name, storage_shape(graph_, n.inputs[0]).to_string()));
+            }
+            if (n.kind == LayerKind::add && storage_shape(graph_, n.inputs[0]) != storage_shape(graph_, n.inputs[1])) {
+                throw ModelError(
+                    fmt::format("layer '{}' (add): one input is a flattened image {} and the other {}; "
+                                "add them before flatten",
+                                n.name, storage_shape(graph_, n.inputs[0]).to_string(),
+                                storage_shape(graph_, n.inputs[1]).to_string()));
+            }
         }
     }
 

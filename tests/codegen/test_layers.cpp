@@ -922,3 +922,20 @@ TEST_CASE("canonical_graph leaves a relu before a max pool when the relu has ano
 }
 
 }  // namespace
+
+TEST_CASE("layers the kernels cannot lay out are refused with the layer's name") {
+    using namespace convgen;
+    auto image = input("image", Shape{2, 4, 4});
+    auto normalised = batch_norm(flatten(image), {.name = "bn_features"}) | dense(3);
+    try {
+        codegen::plan_inference(Model("bad", normalised, softmax_cross_entropy()));
+        FAIL("planned a batch norm over a flattened image");
+    } catch (const ModelError& e) {
+        CHECK(std::string(e.what()) ==
+              "layer 'bn_features' (batch_norm): input shape [2, 4, 4]: batch norm over the features of a flattened "
+              "image is not supported; put it before flatten");
+    }
+    // A [C, 1, 1] image flattened is its channels: batch norm over them is fine.
+    auto pooled = input("image", Shape{2, 4, 4}) | global_avg_pool | flatten | batch_norm() | dense(3);
+    CHECK_NOTHROW(codegen::plan_training_step(Model("fine", pooled, softmax_cross_entropy())));
+}
