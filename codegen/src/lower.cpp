@@ -223,10 +223,6 @@ class Kernel {
         return output(std::vector<Slot>{slot}, std::move(func), extents, batched);
     }
 
-    // The loop of a batched 4-D output's copy over its rows (y and n fused), where a stage can
-    // be computed a row at a time.
-    static Halide::Var output_rows() { return Halide::Var("rows"); }
-
     std::vector<Slot> slots() const {
         std::vector<Slot> all = inputs_;
         all.insert(all.end(), outputs_slots_.begin(), outputs_slots_.end());
@@ -249,17 +245,7 @@ class Kernel {
             for (int v = 0; v < func.outputs(); v++) values.push_back(func(args)[v]);
             copy(args) = Halide::Tuple(values);
         }
-        const int vw = context.vector_width();
-        if (extents[0] >= vw) {
-            copy.vectorize(vars[0], vw,
-                           extents[0] % vw == 0 ? Halide::TailStrategy::RoundUp : Halide::TailStrategy::GuardWithIf);
-        }
-        if (vars.size() == 4) {
-            const Halide::Var rows = output_rows();
-            copy.fuse(vars[2], vars[3], rows).parallel(rows);
-        } else {
-            copy.parallel(vars.back());
-        }
+        schedules::cpu::schedule_kernel_output(copy, extents[0], context);
         return copy;
     }
 
@@ -697,7 +683,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
         }
         Func written = k.output(out_slot, value.func, value.extents);
-        if (row_producer.defined()) row_producer.compute_at(written, Kernel::output_rows());
+        if (row_producer.defined()) schedules::cpu::compute_per_output_row(row_producer, written);
     }
 
     // ---- loss and probabilities ----
@@ -778,6 +764,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
         schedules::cpu::schedule_parameter_update(update, k.context);
         k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
         k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);
+    }
+
+    // A layer's weight, and its bias where it has one, updated from their gradients.
+    void update_weight_and_bias(Kernel& k, const Node& layer, const Func& weight_grad, const Func& bias_grad) {
+        update_parameter(k, layer.name + ".weight", weight_grad);
+        if (bias_grad.defined()) update_parameter(k, layer.name + ".bias", bias_grad);
     }
 
     void plan_backward(const Group& group) {
@@ -885,8 +877,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     conv2d_backward("conv", forward, grad, has_bias, input_grads[0] >= 0, k.batch);
                 schedules::cpu::schedule_conv2d_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
-                update_parameter(k, head.name + ".weight", stages.weight_grad);
-                if (has_bias) update_parameter(k, head.name + ".bias", stages.bias_grad);
+                update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
             }
             case LayerKind::batch_norm: {
@@ -903,8 +894,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     batch_norm_backward("bn", forward, in, p, head.attributes_as<BatchNormAttributes>(), grad, k.batch);
                 schedules::cpu::schedule_batch_norm_backward(stages, k.context, input_grads[0] >= 0);
                 if (input_grads[0] >= 0) output_input_grad(0, stages.input_grad);
-                update_parameter(k, head.name + ".weight", stages.grad_dot_normalised);
-                update_parameter(k, head.name + ".bias", stages.grad_sum);
+                update_weight_and_bias(k, head, stages.grad_dot_normalised, stages.grad_sum);
                 break;
             }
             case LayerKind::activation: {
@@ -945,8 +935,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                                    has_bias, input_grads[0] >= 0, k.batch);
                 schedules::cpu::schedule_dense_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
-                update_parameter(k, head.name + ".weight", stages.weight_grad);
-                if (has_bias) update_parameter(k, head.name + ".bias", stages.bias_grad);
+                update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
             }
             case LayerKind::add: {

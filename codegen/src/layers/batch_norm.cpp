@@ -71,9 +71,8 @@ schedules::BatchNormStages batch_norm_training(const std::string& name, const Va
     Func scale(name + "_scale"), shift(name + "_shift");
     scale(c) = p.weight(c) / Halide::sqrt(variance(c) + static_cast<float>(a.epsilon));
     shift(c) = p.bias(c) - mean(c) * scale(c);
-    scale.compute_root();
-    shift.compute_root();
     s.scale = scale;
+    s.shift = shift;
     s.mean_of_batch = mean;
     s.variance_of_batch = variance;
 
@@ -100,7 +99,7 @@ schedules::BatchNormBackwardStages batch_norm_backward(const std::string& name,
     const Expr m = count(input, batch);
     Func rstd(name + "_rstd");
     rstd(c) = 1.0f / Halide::sqrt(forward.variance_of_batch(c) + static_cast<float>(a.epsilon));
-    rstd.compute_root();
+    s.rstd = rstd;
 
     const RDom r_sum = batch_reduction(input, batch, name + "_grad_sum_r");
     s.grad_sum = Func(name + "_bias_grad");

@@ -339,9 +339,11 @@ void schedule_batch_norm(BatchNormStages s, const Context& context) {
     s.mean_of_batch.compute_root();
     s.variance_of_batch.compute_root();
     s.scale.compute_root();
+    s.shift.compute_root();
 }
 
 void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context, bool input_grad) {
+    s.rstd.compute_root();
     channel_sum(s.grad_sum, s.channels, context);
     channel_sum(s.grad_dot_normalised, s.channels, context);
     if (input_grad) stored_elementwise(s.input_grad, context.vector_width());
@@ -355,6 +357,30 @@ void schedule_global_pool(GlobalPoolStages s, const Context& context) {
     Var ci("ci"), co("co");
     s.sum.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
     s.sum.update().split(v[0], co, ci, vw, tail).reorder(ci, r[0], r[1], co, v[1]).vectorize(ci).parallel(v[1]);
+}
+
+namespace {
+
+// The loop of a kernel output's rows; a stage computed at it is computed a row at a time.
+Var output_rows() {
+    return Var("output_rows");
+}
+
+}  // namespace
+
+void schedule_kernel_output(Func output, int64_t innermost_extent, const Context& context) {
+    const int vw = context.vector_width();
+    const std::vector<Var> v = output.args();
+    if (innermost_extent >= vw) output.vectorize(v[0], vw, channel_tail(innermost_extent, vw));
+    if (v.size() == 4) {
+        output.fuse(v[2], v[3], output_rows()).parallel(output_rows());
+    } else {
+        output.parallel(v.back());
+    }
+}
+
+void compute_per_output_row(Func stage, Func output) {
+    stage.compute_at(output, output_rows());
 }
 
 void schedule_per_channel(Func func, const Context& context) {

@@ -34,6 +34,13 @@ void schedule_elementwise(ElementwiseStage stage, const Context& context);
 void schedule_batch_norm(BatchNormStages stages, const Context& context);
 void schedule_batch_norm_backward(BatchNormBackwardStages stages, const Context& context, bool input_grad);
 void schedule_global_pool(GlobalPoolStages stages, const Context& context);
+// A kernel's output written at the caller's exact extents: vectors over the innermost dim (guarded
+// where it is not a whole number of vectors; only internal buffers may be rounded up), parallel
+// over rows (y and n, for images) or samples.
+void schedule_kernel_output(Halide::Func output, int64_t innermost_extent, const Context& context);
+// `stage` computed a row at a time inside an output scheduled by schedule_kernel_output: a conv
+// with its epilogue (bias, folded batch norm, residual add, activation) as one loop nest.
+void compute_per_output_row(Halide::Func stage, Halide::Func output);
 // A small per-channel vector (folded batch-norm scales), computed once per call.
 void schedule_per_channel(Halide::Func func, const Context& context);
 // A state tensor's new value (running statistics), a pipeline output.

@@ -87,14 +87,16 @@ struct DenseBackwardStages {
 // Batch normalisation in training: per-channel statistics over (x, y, n), or over n for features.
 struct BatchNormStages {
     int64_t channels = 0;
-    Halide::Func mean, variance;                           // (c): sums over the batch
-    Halide::Func mean_of_batch, variance_of_batch, scale;  // (c): the statistics and gamma * rstd
-    Halide::Func output;                                   // normalised, scaled and shifted input
-    Halide::Func new_running_mean, new_running_var;        // (c): pipeline outputs
+    Halide::Func mean, variance;                     // (c): sums over the batch
+    Halide::Func mean_of_batch, variance_of_batch;   // (c): the statistics
+    Halide::Func scale, shift;                       // (c): gamma * rstd, beta - mean * scale
+    Halide::Func output;                             // normalised, scaled and shifted input
+    Halide::Func new_running_mean, new_running_var;  // (c): pipeline outputs
 };
 
 struct BatchNormBackwardStages {
     int64_t channels = 0;
+    Halide::Func rstd;                           // (c): 1 / sqrt(variance + epsilon)
     Halide::Func grad_sum, grad_dot_normalised;  // (c): reductions over the batch; the bias and scale gradients
     Halide::Func input_grad;
 };
