@@ -1,6 +1,6 @@
 // libFuzzer target for the MNIST IDX reader: any bytes, as an image file and as a label file,
 // must give either data or a DataError, never a crash, a hang or an over-read.
-// fuzz-sources: runtime/src/idx.cpp
+// fuzz-sources: runtime/src/idx.cpp runtime/src/dataset.cpp runtime/src/file_io.cpp
 // fuzz-libraries: -lfmt
 #include <convgen/runtime/idx.h>
 

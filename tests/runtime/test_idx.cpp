@@ -1,5 +1,7 @@
 #include "convgen/runtime/idx.h"
 
+#include "runtime/temporary_directory.h"
+
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -14,6 +16,7 @@
 namespace {
 
 using namespace convgen::runtime;
+using namespace convgen::runtime::testing;
 
 constexpr uint32_t image_magic = 0x00000803;
 constexpr uint32_t label_magic = 0x00000801;
@@ -25,8 +28,7 @@ void append_big_endian(std::vector<uint8_t>& bytes, uint32_t value) {
 }
 
 std::vector<uint8_t> image_file_bytes(uint32_t count, uint32_t height, uint32_t width,
-                                      const std::vector<uint8_t>& pixels,
-                                      uint32_t magic = image_magic) {
+                                      const std::vector<uint8_t>& pixels, uint32_t magic = image_magic) {
     std::vector<uint8_t> bytes;
     append_big_endian(bytes, magic);
     append_big_endian(bytes, count);
@@ -58,50 +60,6 @@ const std::vector<uint8_t> three_images_pixels = [] {
 }();
 const std::vector<uint8_t> three_labels = {7, 0, 9};
 
-// A fresh directory for one test's files, removed with its contents when the test ends.
-class TemporaryDirectory {
-public:
-    TemporaryDirectory() {
-        auto pattern = (std::filesystem::temp_directory_path() / "convgen-test-idx-XXXXXX").string();
-        if (mkdtemp(pattern.data()) == nullptr) {
-            throw std::runtime_error("cannot create a temporary directory from " + pattern);
-        }
-        path_ = pattern;
-    }
-    ~TemporaryDirectory() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    TemporaryDirectory(const TemporaryDirectory&) = delete;
-    TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-
-    std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
-        const auto file_path = (path_ / name).string();
-        std::ofstream file(file_path, std::ios::binary);
-        file.write(reinterpret_cast<const char*>(bytes.data()),
-                   static_cast<std::streamsize>(bytes.size()));
-        REQUIRE(file.good());
-        return file_path;
-    }
-
-    std::string path_of(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    std::filesystem::path path_;
-};
-
-// The message of the DataError that calling function throws; fails the test if none is thrown.
-template <typename Function>
-std::string data_error_message(Function function) {
-    try {
-        function();
-    } catch (const DataError& error) {
-        return error.what();
-    }
-    FAIL("expected a convgen::runtime::DataError, but nothing was thrown");
-    return {};
-}
-
 }  // namespace
 
 TEST_CASE("read_idx_images returns the header's dimensions and the pixels in stored order") {
@@ -123,25 +81,60 @@ TEST_CASE("read_idx_labels returns every label") {
     CHECK(read_idx_labels(path) == three_labels);
 }
 
-TEST_CASE("load_idx_images_and_labels scales pixels to [0, 1] in NHWC order with one channel") {
+TEST_CASE("load_idx keeps the pixels as stored, in NHWC order with one channel, and numbers the classes") {
     TemporaryDirectory directory;
-    const auto images_path =
-        directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
+    const auto images_path = directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
     const auto labels_path = directory.write("labels", label_file_bytes(three_labels));
 
-    const auto set = load_idx_images_and_labels(images_path, labels_path);
+    const auto set = load_idx(images_path, labels_path);
 
     CHECK(set.count == 3);
     CHECK(set.height == 2);
     CHECK(set.width == 3);
     CHECK(set.channels == 1);
-    REQUIRE(set.pixels.size() == three_images_pixels.size());
-    for (size_t index = 0; index < set.pixels.size(); ++index) {
-        CHECK(set.pixels[index] == doctest::Approx(three_images_pixels[index] / 255.0));
-    }
-    CHECK(set.pixels.front() == 0.0f);
-    CHECK(set.pixels.back() == 1.0f);
+    CHECK(set.image_size() == 6);
+    CHECK(set.pixels == three_images_pixels);
     CHECK(set.labels == std::vector<int32_t>{7, 0, 9});
+    CHECK(set.class_names == std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
+}
+
+TEST_CASE("write_idx_images and write_idx_labels write files the readers give back unchanged") {
+    TemporaryDirectory directory;
+    const auto images_path = directory.path_of("images");
+    const auto labels_path = directory.path_of("labels");
+
+    write_idx_images(images_path, 3, 2, 3, three_images_pixels.data());
+    write_idx_labels(labels_path, three_labels);
+
+    CHECK(read_bytes(images_path) == image_file_bytes(3, 2, 3, three_images_pixels));
+    CHECK(read_bytes(labels_path) == label_file_bytes(three_labels));
+    const auto set = load_idx(images_path, labels_path);
+    CHECK(set.pixels == three_images_pixels);
+    CHECK(set.labels == std::vector<int32_t>{7, 0, 9});
+    // Only the two files: the temporary files were renamed over them.
+    CHECK(std::distance(std::filesystem::directory_iterator(directory.path_of("")),
+                        std::filesystem::directory_iterator()) == 2);
+}
+
+TEST_CASE("write_idx_images replaces an existing file and refuses sizes IDX cannot hold") {
+    TemporaryDirectory directory;
+    const auto path = directory.write("images", {1, 2, 3});
+
+    write_idx_images(path, 1, 1, 2, three_images_pixels.data());
+    CHECK(read_idx_images(path).pixels == std::vector<uint8_t>{0, 15});
+
+    CHECK_THROWS_AS(write_idx_images(path, 0, 2, 3, three_images_pixels.data()), std::invalid_argument);
+    CHECK_THROWS_AS(write_idx_images(path, 1, 5000, 3, three_images_pixels.data()), std::invalid_argument);
+    CHECK_THROWS_AS(write_idx_labels(path, {}), std::invalid_argument);
+}
+
+TEST_CASE("a write into a missing folder is a DataError naming the file") {
+    TemporaryDirectory directory;
+    const auto path = directory.path_of("missing/labels");
+
+    CHECK(data_error_message([&] {
+              write_idx_labels(path, three_labels);
+          }).rfind(fmt::format("{}: cannot create a temporary file beside it", path), 0) == 0);
 }
 
 TEST_CASE("a labels file passed as images is reported as a wrong magic number") {
@@ -191,8 +184,7 @@ TEST_CASE("a labels file shorter than its header says is reported as truncated")
     const auto path = directory.write("labels", label_file_bytes(4, three_labels));
 
     CHECK(data_error_message([&] { read_idx_labels(path); }) ==
-          fmt::format("{}: truncated: header says 4 labels (12 bytes) but the file has 11 bytes",
-                      path));
+          fmt::format("{}: truncated: header says 4 labels (12 bytes) but the file has 11 bytes", path));
 }
 
 TEST_CASE("a file cut off inside the header is reported as a truncated header") {
@@ -241,13 +233,11 @@ TEST_CASE("bytes after the labels the header announces are reported as trailing 
 
 TEST_CASE("different image and label counts are reported with both files") {
     TemporaryDirectory directory;
-    const auto images_path =
-        directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
+    const auto images_path = directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
     const auto labels_path = directory.write("labels", label_file_bytes({7, 0}));
 
-    CHECK(data_error_message([&] { load_idx_images_and_labels(images_path, labels_path); }) ==
-          fmt::format("image and label counts differ: {} has 3 images but {} has 2 labels",
-                      images_path, labels_path));
+    CHECK(data_error_message([&] { load_idx(images_path, labels_path); }) ==
+          fmt::format("image and label counts differ: {} has 3 images but {} has 2 labels", images_path, labels_path));
 }
 
 TEST_CASE("a label at or above the class count is reported with its value and index") {
@@ -261,13 +251,12 @@ TEST_CASE("a label at or above the class count is reported with its value and in
     CHECK(read_idx_labels(path, 11) == std::vector<uint8_t>{7, 10, 9});
 }
 
-TEST_CASE("load_idx_images_and_labels checks labels against the class count it is given") {
+TEST_CASE("load_idx checks labels against the class count it is given") {
     TemporaryDirectory directory;
-    const auto images_path =
-        directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
+    const auto images_path = directory.write("images", image_file_bytes(3, 2, 3, three_images_pixels));
     const auto labels_path = directory.write("labels", label_file_bytes(three_labels));
 
-    CHECK(data_error_message([&] { load_idx_images_and_labels(images_path, labels_path, 5); }) ==
+    CHECK(data_error_message([&] { load_idx(images_path, labels_path, 5); }) ==
           fmt::format("{}: label out of range: label 7 at index 0 but expected 0 to 4 for 5 "
                       "classes",
                       labels_path));
@@ -323,6 +312,7 @@ TEST_CASE("a missing file or a directory is reported with its path") {
 
     CHECK(data_error_message([&] { read_idx_images(missing_path); }) ==
           fmt::format("{}: cannot read: No such file or directory", missing_path));
-    CHECK(data_error_message([&] { read_idx_labels(directory_path); })
-              .rfind(fmt::format("{}: cannot read: ", directory_path), 0) == 0);
+    CHECK(data_error_message([&] {
+              read_idx_labels(directory_path);
+          }).rfind(fmt::format("{}: cannot read: ", directory_path), 0) == 0);
 }

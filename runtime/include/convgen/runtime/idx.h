@@ -1,20 +1,14 @@
-// Readers for the IDX format that MNIST ships in: a big-endian header (magic number, then one
-// 32-bit size per dimension) followed by the raw uint8 values.
+// Readers and writers for the IDX format that MNIST and Fashion-MNIST ship in: a big-endian
+// header (magic number, then one 32-bit size per dimension) followed by the raw uint8 values.
 #pragma once
 
+#include <convgen/runtime/dataset.h>
+
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace convgen::runtime {
-
-// A data file that is missing, malformed or inconsistent. The message names the file and says
-// what was expected and what was found.
-class DataError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
 
 // An IDX image file as stored: count images of height x width uint8 pixels, row-major.
 struct IdxImages {
@@ -24,26 +18,19 @@ struct IdxImages {
     std::vector<uint8_t> pixels;
 };
 
-// Images ready for a network, with their labels.
-struct ImageSet {
-    int64_t count = 0;
-    int64_t height = 0;
-    int64_t width = 0;
-    int64_t channels = 0;
-    // count * height * width * channels values in NHWC order (channels innermost), scaled to [0, 1].
-    std::vector<float> pixels;
-    std::vector<int32_t> labels;
-};
-
 // Reads an IDX file of uint8 images (magic 0x00000803).
 IdxImages read_idx_images(const std::string& path);
 
 // Reads an IDX file of uint8 labels (magic 0x00000801); every label must be below class_count.
 std::vector<uint8_t> read_idx_labels(const std::string& path, int32_t class_count = 10);
 
-// Reads an image file and its label file, checks they describe the same number of examples, and
-// converts the pixels to floats in [0, 1] with one channel.
-ImageSet load_idx_images_and_labels(const std::string& images_path, const std::string& labels_path,
-                                    int32_t class_count = 10);
+// Reads an image file and its label file and checks they describe the same number of examples.
+// The set has one channel and the class names "0", "1", ...
+ImageSet load_idx(const std::string& images_path, const std::string& labels_path, int32_t class_count = 10);
+
+// Write `count` height x width images, or the labels, as IDX files, atomically (a temporary
+// file renamed over `path`).
+void write_idx_images(const std::string& path, int64_t count, int64_t height, int64_t width, const uint8_t* pixels);
+void write_idx_labels(const std::string& path, const std::vector<uint8_t>& labels);
 
 }  // namespace convgen::runtime

@@ -1,17 +1,19 @@
-// The training loop around a generated model: shuffled minibatches, one progress report per
-// epoch, evaluation. It is a template over the generated C++ class (`lenet5::Model` ...), so any
-// generated library plugs in.
+// The training loop around a generated model: shuffled, normalised minibatches prepared in the
+// background (batches.h), a learning rate warmed up linearly and annealed by a cosine at every
+// step, one report per epoch, evaluation. It is a template over the generated C++ class
+// (`lenet5::Model` ...), so any generated library plugs in.
 #pragma once
 
-#include <convgen/runtime/idx.h>
+#include <convgen/runtime/batches.h>
+#include <convgen/runtime/dataset.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
-#include <numeric>
-#include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace convgen::runtime {
@@ -19,104 +21,152 @@ namespace convgen::runtime {
 struct TrainOptions {
     int epochs = 5;
     int batch = 64;
-    float learning_rate = 0.03f;  // at the first epoch; annealed to 0 by a cosine over the epochs
+    float learning_rate = 0.03f;  // the peak: reached after the warm-up, then annealed to 0 by a cosine
     float momentum = 0.9f;
     float weight_decay = 5e-4f;
-    uint64_t seed = 1;  // fixes the order of the samples
+    uint64_t seed = 1;            // fixes the order of the samples
+    int warmup_epochs = 0;        // the learning rate rises linearly from ~0 over this many epochs
+    int first_epoch = 0;          // epochs already done (resuming): the order and the schedule continue from here
+    bool prefetch = true;         // prepare batches on a background thread
+    Normalisation normalisation;  // for training and test images alike; empty: pixels / 255
 };
 
 struct EpochReport {
-    int epoch = 0;
+    int epoch = 0;              // 1-based
     double loss = 0;            // mean training loss over the epoch
     double train_accuracy = 0;  // fraction of training samples predicted right while training
     double test_accuracy = 0;
+    double learning_rate = 0;      // at the epoch's last step
     double images_per_second = 0;  // training steps only
+    double data_wait_seconds = 0;  // time the training steps waited for their batches
     double elapsed_seconds = 0;    // since training began
 };
 
-// Copies the samples `order[first, first + count)` into one contiguous batch.
-inline void gather_batch(const ImageSet& set, const std::vector<int64_t>& order, size_t first, size_t count,
-                         std::vector<float>& images, std::vector<int32_t>& labels) {
-    const size_t per_image = static_cast<size_t>(set.height * set.width * set.channels);
-    images.resize(count * per_image);
-    labels.resize(count);
-    for (size_t i = 0; i < count; i++) {
-        const size_t sample = static_cast<size_t>(order[first + i]);
-        std::copy_n(set.pixels.begin() + static_cast<std::ptrdiff_t>(sample * per_image), per_image,
-                    images.begin() + static_cast<std::ptrdiff_t>(i * per_image));
-        labels[i] = set.labels[sample];
+// The learning rate at `step` (0-based) of `total_steps`: linear warm-up to `peak` over
+// warmup_steps, then half a cosine from peak down to 0 at total_steps.
+inline double scheduled_learning_rate(double peak, int64_t step, int64_t total_steps, int64_t warmup_steps) {
+    if (step < warmup_steps) return peak * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+    const double progress = static_cast<double>(step - warmup_steps) /
+                            static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
+    return peak * 0.5 * (1.0 + std::cos(3.14159265358979323846 * std::min(1.0, progress)));
+}
+
+// Throws std::invalid_argument unless the source's images and classes fit the model.
+template <typename Model>
+void check_fits_model(const SampleSource& source, const std::string& what) {
+    if (source.height() != Model::input_height || source.width() != Model::input_width ||
+        source.channels() != Model::input_channels) {
+        throw std::invalid_argument(
+            "the " + what + " has images of height " + std::to_string(source.height()) + ", width " +
+            std::to_string(source.width()) + " and " + std::to_string(source.channels()) +
+            " channels but the model takes height " + std::to_string(Model::input_height) + ", width " +
+            std::to_string(Model::input_width) + " and " + std::to_string(Model::input_channels) + " channels");
+    }
+    if (static_cast<int64_t>(source.class_names().size()) > Model::classes) {
+        throw std::invalid_argument("the " + what + " has " + std::to_string(source.class_names().size()) +
+                                    " classes but the model predicts " + std::to_string(Model::classes));
     }
 }
+
+namespace detail {
+
+inline BatchOptions evaluation_options(const Normalisation& normalisation, int batch, bool prefetch) {
+    BatchOptions options;
+    options.batch = batch;
+    options.shuffle = false;
+    options.drop_last = false;
+    options.prefetch = prefetch;
+    options.normalisation = normalisation;
+    return options;
+}
+
+// Fraction of one epoch of `stream` whose most probable class is the label.
+template <typename Model>
+double accuracy(Model& model, BatchStream& stream) {
+    check_fits_model<Model>(stream.source(), "evaluation set");
+    std::vector<float> probabilities;
+    int64_t correct = 0;
+    for (int64_t step = 0; step < stream.batches_per_epoch(); step++) {
+        const Batch& batch = stream.next();
+        probabilities.resize(static_cast<size_t>(batch.count) * Model::classes);
+        model.predict(batch.images.data(), batch.count, probabilities.data());
+        for (int i = 0; i < batch.count; i++) {
+            const float* row = probabilities.data() + static_cast<size_t>(i) * Model::classes;
+            correct += std::max_element(row, row + Model::classes) - row == batch.labels[static_cast<size_t>(i)];
+        }
+    }
+    return static_cast<double>(correct) / static_cast<double>(stream.source().count());
+}
+
+}  // namespace detail
 
 // Fraction of `set` whose most probable class is the label.
 template <typename Model>
-double evaluate(Model& model, const ImageSet& set, int batch = 500) {
-    std::vector<int64_t> order(static_cast<size_t>(set.count));
-    std::iota(order.begin(), order.end(), 0);
-    std::vector<float> images, probabilities;
-    std::vector<int32_t> labels;
-    int64_t correct = 0;
-    for (size_t first = 0; first < order.size(); first += static_cast<size_t>(batch)) {
-        const size_t count = std::min(order.size() - first, static_cast<size_t>(batch));
-        gather_batch(set, order, first, count, images, labels);
-        probabilities.resize(count * Model::classes);
-        model.predict(images.data(), static_cast<int>(count), probabilities.data());
-        for (size_t i = 0; i < count; i++) {
-            const float* row = probabilities.data() + i * Model::classes;
-            const int64_t predicted = std::max_element(row, row + Model::classes) - row;
-            correct += predicted == labels[i];
-        }
-    }
-    return set.count ? static_cast<double>(correct) / static_cast<double>(set.count) : 0.0;
+double evaluate(Model& model, const ImageSet& set, const Normalisation& normalisation, int batch = 500,
+                bool prefetch = true) {
+    BatchStream stream(set, detail::evaluation_options(normalisation, batch, prefetch));
+    return detail::accuracy(model, stream);
 }
 
-// Trains for options.epochs epochs; calls `report` after each. The last partial batch of an
-// epoch is dropped, as PyTorch's drop_last, so every step has the same batch size.
 template <typename Model>
-std::vector<EpochReport> train(Model& model, const ImageSet& train_set, const ImageSet& test_set,
+double evaluate(Model& model, const SampleSource& set, const Normalisation& normalisation, int batch = 500,
+                bool prefetch = true) {
+    BatchStream stream(set, detail::evaluation_options(normalisation, batch, prefetch));
+    return detail::accuracy(model, stream);
+}
+
+// Trains epochs first_epoch + 1 ... options.epochs, calling on_epoch after each. The last partial
+// batch of an epoch is dropped, as PyTorch's drop_last, so every step has the same batch size.
+// Each set is an ImageSet or a SampleSource (such as an ImageFolderSource, decoded as it goes).
+template <typename Model, typename TrainSet, typename TestSet>
+std::vector<EpochReport> train(Model& model, const TrainSet& train_set, const TestSet& test_set,
                                const TrainOptions& options,
-                               const std::function<void(const EpochReport&)>& report = nullptr) {
-    std::mt19937_64 random(options.seed);
-    std::vector<int64_t> order(static_cast<size_t>(train_set.count));
-    std::iota(order.begin(), order.end(), 0);
-    std::vector<float> images;
-    std::vector<int32_t> labels;
+                               const std::function<void(const EpochReport&)>& on_epoch = nullptr) {
+    BatchOptions batch_options;
+    batch_options.batch = options.batch;
+    batch_options.seed = options.seed;
+    batch_options.prefetch = options.prefetch;
+    batch_options.normalisation = options.normalisation;
+    BatchStream stream(train_set, batch_options, options.first_epoch);
+    check_fits_model<Model>(stream.source(), "training set");
+    // A test set that does not fit is reported now rather than after the first epoch.
+    const BatchStream test_check(test_set, detail::evaluation_options(options.normalisation, 500, false));
+    check_fits_model<Model>(test_check.source(), "test set");
+    const int64_t steps_per_epoch = stream.batches_per_epoch();
+    const int64_t total_steps = steps_per_epoch * options.epochs;
+    const int64_t warmup_steps = steps_per_epoch * options.warmup_epochs;
+
     std::vector<EpochReport> reports;
     const auto started = std::chrono::steady_clock::now();
-    const double pi = 3.14159265358979323846;
-    for (int epoch = 0; epoch < options.epochs; epoch++) {
-        const double anneal = 0.5 * (1.0 + std::cos(pi * epoch / options.epochs));
-        model.set_sgd(static_cast<float>(options.learning_rate * anneal), options.momentum, options.weight_decay);
-        std::shuffle(order.begin(), order.end(), random);
-        double loss_sum = 0, step_seconds = 0;
-        int64_t correct = 0, seen = 0, steps = 0;
-        const size_t batch = static_cast<size_t>(options.batch);
-        for (size_t first = 0; first + batch <= order.size(); first += batch) {
-            gather_batch(train_set, order, first, batch, images, labels);
+    for (int epoch = options.first_epoch; epoch < options.epochs; epoch++) {
+        double loss_sum = 0, step_seconds = 0, learning_rate = 0;
+        int64_t correct = 0, seen = 0;
+        const double wait_before = stream.wait_seconds();
+        for (int64_t step = 0; step < steps_per_epoch; step++) {
+            const Batch& batch = stream.next();
+            learning_rate = scheduled_learning_rate(options.learning_rate, epoch * steps_per_epoch + step, total_steps,
+                                                    warmup_steps);
+            model.set_sgd(static_cast<float>(learning_rate), options.momentum, options.weight_decay);
             const auto step_started = std::chrono::steady_clock::now();
-            const auto result = model.train_step(images.data(), labels.data(), options.batch);
+            const auto result = model.train_step(batch.images.data(), batch.labels.data(), batch.count);
             step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_started).count();
             loss_sum += result.loss;
             correct += result.correct;
-            seen += options.batch;
-            steps++;
+            seen += batch.count;
         }
-        EpochReport r;
-        r.epoch = epoch + 1;
-        r.loss = steps ? loss_sum / static_cast<double>(steps) : 0.0;
-        r.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-        r.images_per_second = step_seconds > 0 ? static_cast<double>(seen) / step_seconds : 0.0;
-        r.test_accuracy = evaluate(model, test_set);
-        r.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        reports.push_back(r);
-        if (report) report(r);
+        EpochReport report;
+        report.epoch = epoch + 1;
+        report.loss = loss_sum / static_cast<double>(steps_per_epoch);
+        report.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+        report.learning_rate = learning_rate;
+        report.images_per_second = step_seconds > 0 ? static_cast<double>(seen) / step_seconds : 0.0;
+        report.data_wait_seconds = stream.wait_seconds() - wait_before;
+        report.test_accuracy = evaluate(model, test_set, options.normalisation, 500, options.prefetch);
+        report.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        reports.push_back(report);
+        if (on_epoch) on_epoch(report);
     }
     return reports;
-}
-
-// Standardises pixels in place: (x - mean) / std, one mean and std for all channels.
-inline void normalise(ImageSet& set, float mean, float std_dev) {
-    for (float& p : set.pixels) p = (p - mean) / std_dev;
 }
 
 }  // namespace convgen::runtime
