@@ -78,6 +78,12 @@ std::string parameter_table(const std::vector<ParameterLayout>& layouts) {
     return table;
 }
 
+nlohmann::json augmentation_json(const Augmentation& augmentation) {
+    nlohmann::json steps = nlohmann::json::array();
+    for (const AugmentationStep& step : augmentation.steps) steps.push_back(describe(step));
+    return {{"steps", steps}, {"pixel_mean", augmentation.pixel_mean}, {"pixel_std", augmentation.pixel_std}};
+}
+
 // The C expression a generated program passes for a slot (see ProgramCall in the template).
 std::string slot_expression(const Slot& slot) {
     switch (slot.kind) {
@@ -107,10 +113,14 @@ std::string slot_expression(const Slot& slot) {
             return "c.model->momentum";
         case SlotKind::weight_decay:
             return "c.model->weight_decay";
-        case SlotKind::dropout_seed:
-            return "c.dropout_seed";
+        case SlotKind::step_seed:
+            return "c.step_seed";
         case SlotKind::dropout_enabled:
             return "c.model->dropout";
+        case SlotKind::augmentation_enabled:
+            return "c.model->augmentation";
+        case SlotKind::augmented_images:
+            return "c.augmented->get()";
     }
     return "";
 }
@@ -158,6 +168,7 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         std::vector<std::string> names;
         for (const KernelCall& call : p.program.calls) names.push_back(fmt::format("\"{}\"", call.what));
         out += fmt::format("const char* const {}_call_names[] = {{{}}};\n", p.name, fmt::join(names, ", "));
+        out += fmt::format("constexpr int {}_call_count = {};\n", p.name, names.size());
         out += fmt::format("const TensorDescriptor {}_tensors[] = {{\n", p.name);
         for (const ProgramTensor& t : p.program.tensors) {
             std::vector<int64_t> extents = t.extents;
@@ -174,8 +185,9 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
             const KernelCall& call = p.program.calls[i];
             std::vector<std::string> arguments = {"context"};
             for (const Slot& slot : call.slots) arguments.push_back(slot_expression(slot));
-            out += fmt::format("    c.failed_call = {};\n    if ((r = k.k{}({})) != 0) return r;\n", i, call.kernel,
-                               fmt::join(arguments, ", "));
+            out += fmt::format("    c.failed_call = {0};\n    c.start();\n    if ((r = k.k{1}({2})) != 0) return r;\n"
+                               "    c.stop({0});\n",
+                               i, call.kernel, fmt::join(arguments, ", "));
         }
         out += "    c.failed_call = -1;\n    return 0;\n}\n\n";
     }
@@ -334,11 +346,12 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
         {"classes", model.classes()},
         {"loss", "softmax_cross_entropy"},
         {"optimizer", "sgd_momentum"},
+        {"augmentation", augmentation_json(model.augmentation())},
         {"layers", layers},
         {"parameters", parameters},
         {"parameter_count", total},
         {"targets", target_names},
-        {"functions", {model.name() + "_train_step", model.name() + "_predict"}}};
+        {"functions", {model.name() + "_train_step", model.name() + "_predict", model.name() + "_augment"}}};
 }
 
 }  // namespace
@@ -379,12 +392,18 @@ void emit_library(const Model& model, const EmitOptions& options) {
     const LoweringOptions lowering{options.database};
     std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
                                             {"predict", plan_inference(model, lowering), {}}};
+    const Shape& input = model.graph().node(model.input_node()).shape;
+    const bool image_input = input.rank() == 3;
+    if (image_input) programs.push_back({"augment", plan_augmentation(model), {}});
     compile_kernels(name, programs, options.targets, dir);
     Halide::compile_standalone_runtime((dir / (name + "_runtime.o")).string(),
                                        options.targets.back().target.with_feature(Halide::Target::UserContext));
 
-    const Shape& input = model.graph().node(model.input_node()).shape;
-    const bool image_input = input.rank() == 3;
+    std::string programs_source = program_source(name, programs, options.targets);
+    programs_source += image_input ? "int run_augment(int target, void* context, ProgramCall& c) {\n"
+                                     "    return run_augment_program(augment_kernels[target], context, c);\n}\n"
+                                   : "// The input is not an image: there is nothing to augment.\n"
+                                     "int run_augment(int, void*, ProgramCall&) { return -1; }\n";
     const std::vector<std::pair<std::string, std::string>> values = {
         {"MODEL", name},
         {"MODEL_UPPER", upper(name)},
@@ -396,7 +415,9 @@ void emit_library(const Model& model, const EmitOptions& options) {
         {"CLASSES", std::to_string(model.classes())},
         {"PARAMETER_COUNT", std::to_string(layouts.size())},
         {"PARAMETER_TABLE", parameter_table(layouts)},
-        {"PROGRAMS", program_source(name, programs, options.targets)},
+        {"PROGRAMS", programs_source},
+        {"IMAGE_INPUT", image_input ? "true" : "false"},
+        {"AUGMENTED", model.augmentation().empty() ? "0" : "1"},
         {"SAFETENSORS", templates::safetensors},
     };
     write_file(dir / (name + ".h"), substitute(templates::model_h, values));

@@ -9,6 +9,7 @@
 
 #include "value.h"
 
+#include <convgen/augmentation.h>
 #include <convgen/graph.h>
 #include <convgen/schedules/stages.h>
 
@@ -92,6 +93,11 @@ struct DropoutControl {
 // The factor each element is multiplied by, forward and backward: 0 or 1 / (1 - rate).
 Halide::Func dropout_factor(const std::string& name, const Value& input, double rate, const DropoutControl& control);
 Halide::Func scaled_by(const std::string& name, const Value& value, const Halide::Func& factor);
+
+// The training augmentation of a batch of images (c, x, y, n): `seed` (uint32) is the step's,
+// and where `enabled` (bool) is false the images pass unchanged.
+schedules::AugmentationStages augment_images(const Value& images, const Augmentation& augmentation,
+                                             const Halide::Expr& seed, const Halide::Expr& enabled);
 
 schedules::GlobalPoolStages global_avg_pool_forward(const std::string& name, const Value& input);
 Halide::Func global_avg_pool_backward(const std::string& name, const Value& input, const Value& output_grad);

@@ -147,6 +147,15 @@ std::string c_name(const std::string& name) {
     return result;
 }
 
+class Kernel;
+void augment_kernel(Kernel& k, const Model& model, Slot out);
+
+// The model's input images in Halide order (c, x, y).
+std::vector<int64_t> image_extents(const Model& model) {
+    const Shape& input = model.graph().node(model.input_node()).shape;
+    return {input[0], input[2], input[1]};
+}
+
 // One kernel being built for one target: its arguments (each with the slot it is called with),
 // its outputs, and the schedule context.
 class Kernel {
@@ -190,8 +199,10 @@ class Kernel {
     Expr scalar(SlotKind kind) {
         const std::string name = fmt::format("s{}", inputs_.size());
         inputs_.push_back({kind, -1});
-        if (kind == SlotKind::dropout_seed) return add_scalar(Halide::Param<uint32_t>(name));
-        if (kind == SlotKind::dropout_enabled) return add_scalar(Halide::Param<bool>(name));
+        if (kind == SlotKind::step_seed) return add_scalar(Halide::Param<uint32_t>(name));
+        if (kind == SlotKind::dropout_enabled || kind == SlotKind::augmentation_enabled) {
+            return add_scalar(Halide::Param<bool>(name));
+        }
         return add_scalar(Halide::Param<float>(name));
     }
 
@@ -286,6 +297,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
     Program plan() {
         check_layouts();
         group_nodes();
+        if (training_ && !model_.augmentation().empty()) {
+            augmented_tensor_ = add_tensor("augmented_images", image_extents(model_));
+            const Slot out{SlotKind::tensor, augmented_tensor_};
+            const Model& model = model_;
+            add_call("augment", "augment images", [&model, out](Kernel& k) { augment_kernel(k, model, out); });
+        }
         for (const Group& group : groups_) plan_forward(group);
         const int output = canonical_.output_node;
         if (training_) {
@@ -441,7 +458,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
     // The slot a node's value is read from: the images or its group's tensor.
     Slot value_slot(int id) const {
         id = source_of(id);
-        if (node(id).kind == LayerKind::input) return {SlotKind::images, -1};
+        if (node(id).kind == LayerKind::input) {
+            if (augmented_tensor_ >= 0) return {SlotKind::tensor, augmented_tensor_};
+            return {SlotKind::images, -1};
+        }
         return {SlotKind::tensor, tensor_of_[static_cast<size_t>(id)]};
     }
 
@@ -624,7 +644,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                               extents};
                 break;
             case LayerKind::dropout: {
-                const DropoutControl dropout{k.scalar(SlotKind::dropout_seed), k.scalar(SlotKind::dropout_enabled)};
+                const DropoutControl dropout{k.scalar(SlotKind::step_seed), k.scalar(SlotKind::dropout_enabled)};
                 Func factor =
                     dropout_factor(c_name(head.name), inputs[0], head.attributes_as<DropoutAttributes>().rate, dropout);
                 value = Value{scaled_by("dropout", inputs[0], factor), extents};
@@ -892,7 +912,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const BatchNormParameters p{read_parameter(k, head.name + ".weight"), Func(), Func(), Func()};
                 schedules::BatchNormBackwardStages stages =
                     batch_norm_backward("bn", forward, in, p, head.attributes_as<BatchNormAttributes>(), grad, k.batch);
-                schedules::cpu::schedule_batch_norm_backward(stages, k.context, input_grads[0] >= 0);
+                schedules::cpu::schedule_batch_norm_backward(stages, k.context);
                 if (input_grads[0] >= 0) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.grad_dot_normalised, stages.grad_sum);
                 break;
@@ -904,7 +924,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             }
             case LayerKind::dropout: {
-                const DropoutControl control{k.scalar(SlotKind::dropout_seed), k.scalar(SlotKind::dropout_enabled)};
+                const DropoutControl control{k.scalar(SlotKind::step_seed), k.scalar(SlotKind::dropout_enabled)};
                 Func factor =
                     dropout_factor(c_name(head.name), grad, head.attributes_as<DropoutAttributes>().rate, control);
                 output_input_grad(0, scaled_by("dropout_grad", grad, factor));
@@ -985,10 +1005,22 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::map<int, std::pair<int, int>> stats_;  // batch-norm node -> (mean, variance) tensors
     std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
     std::map<int, int> other_addend_;           // add fused into a group -> its input from outside
+    int augmented_tensor_ = -1;                 // what the network reads in a training step, if augmented
     Program program_;
     std::map<std::string, int> kernel_index_;
     std::vector<Body> bodies_;
 };
+
+// The augmentation of the caller's images into `out`.
+void augment_kernel(Kernel& k, const Model& model, Slot out) {
+    const std::vector<int64_t> extents = image_extents(model);
+    const Value images = k.tensor({SlotKind::images, -1}, extents);
+    const Expr seed = k.scalar(SlotKind::step_seed);
+    const Expr enabled = k.scalar(SlotKind::augmentation_enabled);
+    const schedules::AugmentationStages stages = augment_images(images, model.augmentation(), seed, enabled);
+    schedules::cpu::schedule_augmentation(stages, k.context);
+    k.output(out, stages.output, extents);
+}
 
 }  // namespace
 
@@ -998,6 +1030,26 @@ std::vector<ParameterLayout> parameter_layouts(const Model& model) {
     std::vector<ParameterLayout> layouts;
     for (const ParameterSpec& spec : model.graph().parameters()) layouts.push_back(layout_of(spec, model.graph()));
     return layouts;
+}
+
+Program plan_augmentation(const Model& model) {
+    const Shape& input = model.graph().node(model.input_node()).shape;
+    if (input.rank() != 3) {
+        throw ModelError(fmt::format("model '{}': augmentation needs [C, H, W] images, not {}", model.name(),
+                                     input.to_string()));
+    }
+    Program program;
+    program.kernels.push_back("augment");
+    const Slot out{SlotKind::augmented_images, -1};
+    Kernel probe(Halide::get_host_target(), nullptr, true);
+    augment_kernel(probe, model, out);
+    program.calls.push_back({0, probe.slots(), "augment images"});
+    program.build = [&model, out](int, const Halide::Target& target) {
+        Kernel kernel(target, nullptr, true);
+        augment_kernel(kernel, model, out);
+        return kernel.finish();
+    };
+    return program;
 }
 
 Program plan_inference(const Model& model, const LoweringOptions& options) {

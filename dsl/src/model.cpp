@@ -2,10 +2,66 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace convgen {
 
-Model::Model(std::string name, const Tensor& output, Loss loss)
-    : name_(std::move(name)), graph_(output.graph()), output_node_(output.node_id()), loss_(loss) {
+namespace {
+
+void check_augmentation(const std::string& model, const Augmentation& augmentation, const Shape& input) {
+    if (augmentation.empty()) return;
+    const auto fail = [&](const std::string& what) {
+        throw ModelError(fmt::format("model '{}': augmentation: {}", model, what));
+    };
+    if (input.rank() != 3) fail(fmt::format("needs [C, H, W] images, but the input is {}", input.to_string()));
+    const int64_t channels = input[0], height = input[1], width = input[2];
+    for (const auto* values : {&augmentation.pixel_mean, &augmentation.pixel_std}) {
+        const char* which = values == &augmentation.pixel_mean ? "pixel_mean" : "pixel_std";
+        if (!values->empty() && static_cast<int64_t>(values->size()) != channels) {
+            fail(fmt::format("{} has {} values for {} channels", which, values->size(), channels));
+        }
+    }
+    for (double s : augmentation.pixel_std) {
+        if (!(s > 0)) fail(fmt::format("pixel_std must be positive, got {:g}", s));
+    }
+    for (const AugmentationStep& step : augmentation.steps) {
+        const double a = step.amount;
+        bool valid = a >= 0;
+        switch (step.kind) {
+            case AugmentationKind::random_crop:
+                valid = valid && a == static_cast<double>(static_cast<int64_t>(a)) && a < std::min(height, width);
+                break;
+            case AugmentationKind::rotation:
+                valid = valid && a <= 180;
+                break;
+            case AugmentationKind::horizontal_flip:
+            case AugmentationKind::salt_and_pepper:
+                valid = valid && a <= 1;
+                break;
+            case AugmentationKind::brightness:
+            case AugmentationKind::contrast:
+            case AugmentationKind::color_jitter:
+                valid = valid && a < 1;
+                break;
+            case AugmentationKind::gaussian_noise:
+                break;
+        }
+        if (!valid) {
+            fail(fmt::format("{} is out of range for {}x{} images (crop padding: a whole number of pixels below the "
+                             "image size; rotation: up to 180 degrees; probabilities up to 1; factor ranges below 1)",
+                             describe(step), height, width));
+        }
+    }
+}
+
+}  // namespace
+
+Model::Model(std::string name, const Tensor& output, Loss loss, Augmentation augmentation)
+    : name_(std::move(name)),
+      graph_(output.graph()),
+      output_node_(output.node_id()),
+      loss_(loss),
+      augmentation_(std::move(augmentation)) {
     for (const Node& n : graph_->nodes()) {
         if (n.kind == LayerKind::softmax && n.id != output_node_) {
             throw ModelError(
@@ -21,6 +77,7 @@ Model::Model(std::string name, const Tensor& output, Loss loss)
         }
         input_node_ = n.id;
     }
+    check_augmentation(name_, augmentation_, graph_->node(input_node_).shape);
     const Shape& logits = output.shape();
     if (loss_.kind == LossKind::softmax_cross_entropy && logits.rank() != 1) {
         throw ModelError(

@@ -345,4 +345,29 @@ TEST_SUITE("dsl shapes") {
               "applies it to the scores before it)");
     }
 
+    TEST_CASE("an augmentation that does not fit the input is rejected naming the step and the rule") {
+        auto image = input("image", Shape{3, 8, 8});
+        auto logits = flatten(image) | dense(2);
+        const Augmentation crop_too_wide{{random_crop(8)}};
+        CHECK(error_of([&] { Model("m", logits, softmax_cross_entropy(), crop_too_wide); }) ==
+              "model 'm': augmentation: random_crop(8) is out of range for 8x8 images (crop padding: a whole number of "
+              "pixels below the image size; rotation: up to 180 degrees; probabilities up to 1; factor ranges below "
+              "1)");
+        const Augmentation two_means{{horizontal_flip()}, {0.5, 0.5}, {}};
+        CHECK(error_of([&] { Model("m", logits, softmax_cross_entropy(), two_means); }) ==
+              "model 'm': augmentation: pixel_mean has 2 values for 3 channels");
+        const Augmentation zero_std{{horizontal_flip()}, {}, {0.2, 0.0, 0.2}};
+        CHECK(error_of([&] { Model("m", logits, softmax_cross_entropy(), zero_std); }) ==
+              "model 'm': augmentation: pixel_std must be positive, got 0");
+        auto features = input("features", Shape{6});
+        CHECK(error_of([&] {
+                  Model("m", dense(features, 2), softmax_cross_entropy(), Augmentation{{gaussian_noise(0.1)}});
+              }) == "model 'm': augmentation: needs [C, H, W] images, but the input is [6]");
+        const Augmentation fine{{random_crop(2), random_rotation(10), brightness(0.2), contrast(0.2), color_jitter(0.1),
+                                 salt_and_pepper(0.01), gaussian_noise(0.05)}};
+        Model model("m", logits, softmax_cross_entropy(), fine);
+        CHECK(model.augmentation().steps.size() == 7);
+        CHECK(describe(fine.steps[1]) == "random_rotation(10)");
+    }
+
 }  // TEST_SUITE

@@ -40,3 +40,17 @@ Model dropout_net() {
     return Model("dropout_net", x, softmax_cross_entropy());
 }
 CONVGEN_MODEL(dropout_net)
+
+// Every augmentation step, on normalised RGB images.
+Model augment_net() {
+    auto x = input("image", Shape{3, 10, 10});
+    x = conv2d(x, 6, 3, {.padding = 1, .name = "conv1"}) | relu | max_pool(2);
+    x = flatten(x) | dense(4, {.name = "fc"});
+    const Augmentation augmentation{
+        .steps = {random_crop(2), random_rotation(15), horizontal_flip(), brightness(0.2), contrast(0.2),
+                  color_jitter(0.1), salt_and_pepper(0.02), gaussian_noise(0.03)},
+        .pixel_mean = {0.5, 0.45, 0.4},
+        .pixel_std = {0.25, 0.25, 0.25}};
+    return Model("augment_net", x, softmax_cross_entropy(), augmentation);
+}
+CONVGEN_MODEL(augment_net)

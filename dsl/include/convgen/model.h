@@ -2,6 +2,7 @@
 // registered with CONVGEN_MODEL so the generator finds them by name.
 #pragma once
 
+#include <convgen/augmentation.h>
 #include <convgen/tensor.h>
 
 #include <string>
@@ -22,14 +23,16 @@ inline Loss softmax_cross_entropy() {
 
 class Model {
   public:
-    // Throws ModelError when the output cannot feed the loss (softmax cross-entropy needs [K] logits).
-    Model(std::string name, const Tensor& output, Loss loss);
+    // Throws ModelError when the output cannot feed the loss (softmax cross-entropy needs [K] logits)
+    // or the augmentation does not fit the input (it needs [C, H, W] images).
+    Model(std::string name, const Tensor& output, Loss loss, Augmentation augmentation = {});
 
     const std::string& name() const { return name_; }
     const Graph& graph() const { return *graph_; }
     int input_node() const { return input_node_; }
     int output_node() const { return output_node_; }
     const Loss& loss() const { return loss_; }
+    const Augmentation& augmentation() const { return augmentation_; }
     int64_t classes() const { return graph_->node(output_node_).shape[0]; }
 
   private:
@@ -38,6 +41,7 @@ class Model {
     int input_node_ = -1;
     int output_node_ = -1;
     Loss loss_;
+    Augmentation augmentation_;
 };
 
 using ModelFactory = Model (*)();

@@ -151,12 +151,28 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         partial.compute_root();
         const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
         partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
-        Var oo("oo"), oi("oi");
+        // A register tile of accumulators, (output-channel vectors) x (input channels) x (kx taps),
+        // around the reduction over pixels: each step loads o_block vectors of d_output and
+        // broadcasts i_block * k inputs for o_block * i_block * k FMAs.
+        const int o_vectors = vectors_for(g.out_channels, vw);
+        const int k = static_cast<int>(g.kernel);
+        // A divisor of the vectors, so the blocks never reach past the last channel vector (a
+        // depthwise conv reads its input at the output channel).
+        int o_block = std::min(o_vectors, 4);
+        while (o_vectors % o_block != 0) o_block--;
+        const int group_inputs = static_cast<int>(g.in_channels / g.groups);
+        int i_block = std::max(1, (registers(context) - 4) / (o_block * k));
+        while (group_inputs % i_block != 0) i_block--;
+        Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
         partial.update()
             .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
-            .reorder(oi, pv[2], r.x, r.y, within, oo, pv[1], pv[3], u)
+            .split(oo, ooo, ooi, o_block, TailStrategy::RoundUp)
+            .split(pv[1], io, ii, i_block, TailStrategy::RoundUp)
+            .reorder(oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, pv[3], u)
             .vectorize(oi)
             .unroll(pv[2])
+            .unroll(ii)
+            .unroll(ooi)
             .parallel(u);
         w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
     }
@@ -342,11 +358,12 @@ void schedule_batch_norm(BatchNormStages s, const Context& context) {
     s.shift.compute_root();
 }
 
-void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context, bool input_grad) {
+void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context) {
     s.rstd.compute_root();
     channel_sum(s.grad_sum, s.channels, context);
     channel_sum(s.grad_dot_normalised, s.channels, context);
-    if (input_grad) stored_elementwise(s.input_grad, context.vector_width());
+    // The input gradient is pointwise once the sums are known: it is computed inside the
+    // kernel's output copy rather than stored and copied.
 }
 
 void schedule_global_pool(GlobalPoolStages s, const Context& context) {
@@ -391,6 +408,15 @@ void schedule_per_channel(Func func, const Context& context) {
 void schedule_state_update(Func func, const Context& context) {
     (void)func;
     (void)context;  // a few values per channel: the default (computed where it is stored) is right
+}
+
+void schedule_augmentation(AugmentationStages stages, const Context& context) {
+    for (Func& f : stages.per_image) f.compute_root();
+    // Whole images, since a rotation reads anywhere in its source and a contrast change reduces it.
+    for (Func& f : stages.resampled) {
+        const std::vector<Var> v = f.args();
+        f.compute_root().parallel(v[3]).vectorize(v[1], context.vector_width());
+    }
 }
 
 void schedule_loss(LossStages s, const Context& context) {

@@ -49,8 +49,10 @@ enum class SlotKind {
     learning_rate,
     momentum,
     weight_decay,
-    dropout_seed,     // uint32
-    dropout_enabled,  // bool
+    step_seed,             // uint32: the step's random numbers (dropout masks, augmentation) come from it
+    dropout_enabled,       // bool
+    augmentation_enabled,  // bool
+    augmented_images,      // the caller's buffer for augmented images (c, x, y, n)
 };
 
 struct Slot {
@@ -101,11 +103,15 @@ CanonicalGraph canonical_graph(const Model& model, bool training);
 
 std::vector<ParameterLayout> parameter_layouts(const Model& model);
 
+// The training step's augmentation alone: images in, augmented images out (so a caller can look
+// at what the network sees). A model without augmentation gets a copy.
+Program plan_augmentation(const Model& model);
+
 // Inference: images in, class probabilities (k, n) out, parameters read.
 Program plan_inference(const Model& model, const LoweringOptions& options = {});
 
-// One training step: forward, softmax cross-entropy, backward, and the SGD update of every
-// parameter (and the running statistics) from `value`/`velocity` into `new_value`/`new_velocity`.
+// One training step: the augmentation of the images (where the model declares one), forward,
+// softmax cross-entropy, backward, and the SGD update of every parameter (and the running statistics) from `value`/`velocity` into `new_value`/`new_velocity`.
 Program plan_training_step(const Model& model, const LoweringOptions& options = {});
 
 }  // namespace convgen::codegen

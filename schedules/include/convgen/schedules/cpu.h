@@ -32,7 +32,7 @@ void schedule_dense_backward(DenseBackwardStages stages, const Context& context)
 // reduction.
 void schedule_elementwise(ElementwiseStage stage, const Context& context);
 void schedule_batch_norm(BatchNormStages stages, const Context& context);
-void schedule_batch_norm_backward(BatchNormBackwardStages stages, const Context& context, bool input_grad);
+void schedule_batch_norm_backward(BatchNormBackwardStages stages, const Context& context);
 void schedule_global_pool(GlobalPoolStages stages, const Context& context);
 // A kernel's output written at the caller's exact extents: vectors over the innermost dim (guarded
 // where it is not a whole number of vectors; only internal buffers may be rounded up), parallel
@@ -45,6 +45,8 @@ void compute_per_output_row(Halide::Func stage, Halide::Func output);
 void schedule_per_channel(Halide::Func func, const Context& context);
 // A state tensor's new value (running statistics), a pipeline output.
 void schedule_state_update(Halide::Func func, const Context& context);
+// The augmentation's output is the kernel's output (scheduled by schedule_kernel_output).
+void schedule_augmentation(AugmentationStages stages, const Context& context);
 void schedule_loss(LossStages stages, const Context& context);
 void schedule_parameter_update(ParameterUpdateStages stages, const Context& context);
 

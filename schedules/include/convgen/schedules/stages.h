@@ -32,6 +32,12 @@ struct PoolGeometry {
     int64_t kernel = 0, stride = 1, padding = 0;
 };
 
+struct AugmentationStages {
+    Halide::Func output;                  // (c, x, y, n)
+    std::vector<Halide::Func> per_image;  // random amounts and statistics, over (n) or (c, n)
+    std::vector<Halide::Func> resampled;  // images a later step reads at other positions or reduces
+};
+
 struct Conv2dForwardStages {
     ConvGeometry geometry;
     Halide::Func padded_input;  // zero-extended input, (c, x, y, n)
