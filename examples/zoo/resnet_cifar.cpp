@@ -3,15 +3,15 @@
 // layer: 6n + 2 weighted layers. Where a stage halves the map and doubles the channels the shortcut
 // is a 1x1 conv + batch norm ("option B", 2,752 parameters); the paper's CIFAR nets used the
 // parameter-free option A (subsampling and zero channels).
+#include "resnet_cifar.h"
+
 #include "blocks.h"
 
 #include <fmt/format.h>
 
 using namespace convgen;
 
-namespace {
-
-Model resnet_cifar(const std::string& name, int blocks_per_stage) {
+Model zoo::resnet_cifar(const std::string& name, int blocks_per_stage, Augmentation augmentation) {
     auto x = input("image", Shape{3, 32, 32});
     x = zoo::conv_bn(x, 16, 3, 1, "conv1", "bn1") | relu;
     const int64_t channels[] = {16, 32, 64};
@@ -22,16 +22,14 @@ Model resnet_cifar(const std::string& name, int blocks_per_stage) {
         }
     }
     x = global_avg_pool(x) | flatten | dense(10, {.name = "fc"});
-    return Model(name, x, softmax_cross_entropy());
+    return Model(name, x, softmax_cross_entropy(), std::move(augmentation));
 }
-
-}  // namespace
 
 Model resnet20() {
-    return resnet_cifar("resnet20", 3);
+    return zoo::resnet_cifar("resnet20", 3);
 }
 Model resnet56() {
-    return resnet_cifar("resnet56", 9);
+    return zoo::resnet_cifar("resnet56", 9);
 }
 CONVGEN_MODEL(resnet20)
 CONVGEN_MODEL(resnet56)

@@ -1,0 +1,129 @@
+// What the training examples share: their command line, the per-epoch report, a PNG of what
+// the network sees after augmentation, a per-epoch CSV and the checkpoint.
+//
+//   --data DIR  --epochs N  --batch N  --lr X  --weight-decay X  --warmup N  --seed N
+//   --no-augmentation  --no-prefetch  --out DIR
+#pragma once
+
+#include <convgen/runtime/batches.h>
+#include <convgen/runtime/image_grid.h>
+#include <convgen/runtime/trainer.h>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+namespace examples {
+
+struct CommandLine {
+    std::string data;
+    std::string out = ".";
+    bool augmentation = true;
+    convgen::runtime::TrainOptions options;
+};
+
+// Parses the flags above over `defaults`; throws std::invalid_argument with the usage on a bad one.
+inline CommandLine parse_command_line(int argc, char** argv, CommandLine defaults) {
+    CommandLine line = std::move(defaults);
+    const std::string usage = fmt::format(
+        "usage: {} [--data DIR] [--epochs N] [--batch N] [--lr X] [--weight-decay X] [--warmup EPOCHS] [--seed N] "
+        "[--no-augmentation] [--no-prefetch] [--out DIR]",
+        std::filesystem::path(argv[0]).filename().string());
+    for (int i = 1; i < argc; i++) {
+        const std::string flag = argv[i];
+        if (flag == "--no-augmentation") {
+            line.augmentation = false;
+            continue;
+        }
+        if (flag == "--no-prefetch") {
+            line.options.prefetch = false;
+            continue;
+        }
+        if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value\n" + usage);
+        const std::string value = argv[++i];
+        const auto number = [&](auto convert) {
+            try {
+                return convert(value);
+            } catch (const std::exception&) {
+                throw std::invalid_argument(flag + ": '" + value + "' is not a number\n" + usage);
+            }
+        };
+        const auto integer = [](const std::string& v) { return std::stoi(v); };
+        if (flag == "--data") line.data = value;
+        else if (flag == "--out") line.out = value;
+        else if (flag == "--epochs") line.options.epochs = number(integer);
+        else if (flag == "--batch") line.options.batch = number(integer);
+        else if (flag == "--warmup") line.options.warmup_epochs = number(integer);
+        else if (flag == "--lr") line.options.learning_rate = number([](const std::string& v) { return std::stof(v); });
+        else if (flag == "--weight-decay") line.options.weight_decay = number([](const std::string& v) { return std::stof(v); });
+        else if (flag == "--seed") line.options.seed = number([](const std::string& v) { return std::stoull(v); });
+        else throw std::invalid_argument("unknown flag " + flag + "\n" + usage);
+    }
+    return line;
+}
+
+// Writes `out/augmented.png`: 64 training images spread over the set (which loaders keep in class
+// order), as the first training step would see them after the model's augmentation, 8 to a row,
+// scaled up 3 times.
+template <typename Model>
+std::string write_augmented_grid(Model& model, const convgen::runtime::ImageSet& train_set,
+                                 const convgen::runtime::Normalisation& normalisation, const std::string& out) {
+    const int count = static_cast<int>(std::min<int64_t>(64, train_set.count));
+    std::vector<int64_t> samples(static_cast<size_t>(count));
+    for (int i = 0; i < count; i++) samples[static_cast<size_t>(i)] = i * (train_set.count / count);
+    std::vector<float> images(static_cast<size_t>(count) * Model::input_size), seen(images.size());
+    std::vector<int32_t> labels(static_cast<size_t>(count));
+    convgen::runtime::to_network_input(train_set, samples.data(), samples.size(), normalisation, images.data(),
+                                       labels.data());
+    model.augment(images.data(), count, seen.data());
+    const std::string path = (std::filesystem::path(out) / "augmented.png").string();
+    convgen::runtime::write_image_grid_png(path, seen.data(), count, Model::input_height, Model::input_width,
+                                           Model::input_channels, normalisation, 8, 3);
+    return path;
+}
+
+// Trains `model` with the options of `line`, printing a line per epoch and writing
+// `out/<name>_epochs.csv`, `out/augmented.png` and the checkpoint `out/<name>.safetensors`.
+// Returns the last epoch's report.
+template <typename Model, typename TrainSet, typename TestSet>
+convgen::runtime::EpochReport train_and_report(Model& model, const std::string& name,
+                                               const convgen::runtime::ImageSet& train_images, const TrainSet& train_set,
+                                               const TestSet& test_set, const CommandLine& line) {
+    namespace fs = std::filesystem;
+    using convgen::runtime::EpochReport;
+    fs::create_directories(line.out);
+    model.set_augmentation(line.augmentation);
+    if (Model::augmented) {
+        fmt::print("what the network sees: {}\n",
+                   write_augmented_grid(model, train_images, line.options.normalisation, line.out));
+    }
+    const auto& o = line.options;
+    fmt::print("{}: {} epochs (warm-up {}), batch {}, SGD lr {} (cosine), momentum {}, weight decay {}, seed {}, "
+               "augmentation {}, prefetch {}\n",
+               name, o.epochs, o.warmup_epochs, o.batch, o.learning_rate, o.momentum, o.weight_decay, o.seed,
+               line.augmentation && Model::augmented ? "on" : "off", o.prefetch ? "on" : "off");
+    const std::string csv_path = (fs::path(line.out) / (name + "_epochs.csv")).string();
+    std::ofstream csv(csv_path);
+    csv << "epoch,loss,train_accuracy,test_accuracy,learning_rate,images_per_second,data_wait_seconds,elapsed_seconds\n";
+    const auto reports = convgen::runtime::train(model, train_set, test_set, o, [&](const EpochReport& r) {
+        fmt::print("epoch {}: loss {:.4f}  train accuracy {:.2f}%  test accuracy {:.2f}%  lr {:.4f}  {:.0f} images/s  "
+                   "waited {:.2f} s for data  {:.1f} s\n",
+                   r.epoch, r.loss, 100 * r.train_accuracy, 100 * r.test_accuracy, r.learning_rate,
+                   r.images_per_second, r.data_wait_seconds, r.elapsed_seconds);
+        std::fflush(stdout);
+        csv << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f},{:.1f}\n", r.epoch, r.loss, r.train_accuracy,
+                           r.test_accuracy, r.learning_rate, r.images_per_second, r.data_wait_seconds,
+                           r.elapsed_seconds);
+        csv.flush();
+    });
+    const std::string checkpoint = (fs::path(line.out) / (name + ".safetensors")).string();
+    model.save(checkpoint);
+    fmt::print("checkpoint saved to {}; per-epoch figures in {}\n", checkpoint, csv_path);
+    return reports.empty() ? EpochReport{} : reports.back();
+}
+
+}  // namespace examples
