@@ -57,6 +57,11 @@ int main(int argc, char** argv) {
         fmt::print("CIFAR-10: {} training and {} test images from {} ({}), loaded in {:.1f} s\n", train_set.count,
                    test_set.count, line.data, binary ? "binary batches" : "JPEG folders",
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        if (line.train_samples > 0) {
+            train_set = examples::balanced_subset(train_set, line.train_samples);
+            if (stream) throw std::invalid_argument("--stream reads the whole folder; it cannot take --train-samples");
+            fmt::print("training on a balanced subset of {} images\n", train_set.count);
+        }
         const Normalisation measured = channel_statistics(train_set);
         fmt::print("training-set statistics: mean {:.4f} std {:.4f} (the model declares mean {:.4f} std {:.4f})\n",
                    fmt::join(measured.mean, " "), fmt::join(measured.std_dev, " "),

@@ -2,7 +2,7 @@
 // the network sees after augmentation, a per-epoch CSV and the checkpoint.
 //
 //   --data DIR  --epochs N  --batch N  --lr X  --weight-decay X  --warmup N  --seed N
-//   --no-augmentation  --no-prefetch  --out DIR
+//   --train-samples N (a balanced subset of N training images)  --no-augmentation  --no-prefetch  --out DIR
 #pragma once
 
 #include <convgen/runtime/batches.h>
@@ -11,11 +11,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace examples {
 
@@ -23,6 +25,7 @@ struct CommandLine {
     std::string data;
     std::string out = ".";
     bool augmentation = true;
+    int64_t train_samples = 0;  // 0: all
     convgen::runtime::TrainOptions options;
 };
 
@@ -31,7 +34,7 @@ inline CommandLine parse_command_line(int argc, char** argv, CommandLine default
     CommandLine line = std::move(defaults);
     const std::string usage = fmt::format(
         "usage: {} [--data DIR] [--epochs N] [--batch N] [--lr X] [--weight-decay X] [--warmup EPOCHS] [--seed N] "
-        "[--no-augmentation] [--no-prefetch] [--out DIR]",
+        "[--train-samples N] [--no-augmentation] [--no-prefetch] [--out DIR]",
         std::filesystem::path(argv[0]).filename().string());
     for (int i = 1; i < argc; i++) {
         const std::string flag = argv[i];
@@ -58,12 +61,35 @@ inline CommandLine parse_command_line(int argc, char** argv, CommandLine default
         else if (flag == "--epochs") line.options.epochs = number(integer);
         else if (flag == "--batch") line.options.batch = number(integer);
         else if (flag == "--warmup") line.options.warmup_epochs = number(integer);
+        else if (flag == "--train-samples") line.train_samples = number(integer);
         else if (flag == "--lr") line.options.learning_rate = number([](const std::string& v) { return std::stof(v); });
         else if (flag == "--weight-decay") line.options.weight_decay = number([](const std::string& v) { return std::stof(v); });
         else if (flag == "--seed") line.options.seed = number([](const std::string& v) { return std::stoull(v); });
         else throw std::invalid_argument("unknown flag " + flag + "\n" + usage);
     }
     return line;
+}
+
+// A smaller training set of `count` samples, the same number from every class (the first ones of
+// each, in the set's order), to see what augmentation does where data is scarce. The whole set
+// when count is 0 or not smaller than it.
+inline convgen::runtime::ImageSet balanced_subset(const convgen::runtime::ImageSet& set, int64_t count) {
+    if (count <= 0 || count >= set.count) return set;
+    const int64_t classes = static_cast<int64_t>(std::max<size_t>(1, set.class_names.size()));
+    const int64_t per_class = std::max<int64_t>(1, count / classes);
+    std::vector<int64_t> taken(static_cast<size_t>(classes), 0);
+    convgen::runtime::ImageSet subset = set;
+    subset.pixels.clear();
+    subset.labels.clear();
+    const int64_t size = set.image_size();
+    for (int64_t i = 0; i < set.count; i++) {
+        const int32_t label = set.labels[static_cast<size_t>(i)];
+        if (taken[static_cast<size_t>(label)]++ >= per_class) continue;
+        subset.pixels.insert(subset.pixels.end(), set.pixels.begin() + i * size, set.pixels.begin() + (i + 1) * size);
+        subset.labels.push_back(label);
+    }
+    subset.count = static_cast<int64_t>(subset.labels.size());
+    return subset;
 }
 
 // Writes `out/augmented.png`: 64 training images spread over the set (which loaders keep in class

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
         defaults.options.normalisation = {{fashion_mnist::mean}, {fashion_mnist::std_dev}};
         const examples::CommandLine line = examples::parse_command_line(argc, argv, defaults);
 
-        const ImageSet train_set = load_fashion_mnist(line.data, true);
+        const ImageSet train_set = examples::balanced_subset(load_fashion_mnist(line.data, true), line.train_samples);
         const ImageSet test_set = load_fashion_mnist(line.data, false);
         const Normalisation measured = channel_statistics(train_set);
         fmt::print("Fashion-MNIST: {} training and {} test images from {}; training-set mean {:.4f} std {:.4f} "
