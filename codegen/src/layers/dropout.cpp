@@ -9,7 +9,6 @@ namespace convgen::codegen {
 
 using Halide::Expr;
 
-
 Halide::Func dropout_factor(const std::string& name, const Value& input, double rate, const DropoutControl& control) {
     std::vector<Halide::Var> vars = sample_vars(input);
     vars.push_back(Dims::n);
