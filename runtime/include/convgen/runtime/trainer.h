@@ -80,25 +80,50 @@ inline BatchOptions evaluation_options(const Normalisation& normalisation, int b
     return options;
 }
 
-// Fraction of one epoch of `stream` whose most probable class is the label.
+// The most probable class of every sample of one epoch of an unshuffled `stream`, in sample order.
 template <typename Model>
-double accuracy(Model& model, BatchStream& stream) {
+std::vector<int32_t> predicted_classes(Model& model, BatchStream& stream) {
     check_fits_model<Model>(stream.source(), "evaluation set");
     std::vector<float> probabilities;
-    int64_t correct = 0;
+    std::vector<int32_t> classes;
+    classes.reserve(static_cast<size_t>(stream.source().count()));
     for (int64_t step = 0; step < stream.batches_per_epoch(); step++) {
         const Batch& batch = stream.next();
         probabilities.resize(static_cast<size_t>(batch.count) * Model::classes);
         model.predict(batch.images.data(), batch.count, probabilities.data());
         for (int i = 0; i < batch.count; i++) {
             const float* row = probabilities.data() + static_cast<size_t>(i) * Model::classes;
-            correct += std::max_element(row, row + Model::classes) - row == batch.labels[static_cast<size_t>(i)];
+            classes.push_back(static_cast<int32_t>(std::max_element(row, row + Model::classes) - row));
         }
     }
+    return classes;
+}
+
+// Fraction of one epoch of an unshuffled `stream` whose most probable class is the label.
+template <typename Model>
+double accuracy(Model& model, BatchStream& stream) {
+    const std::vector<int32_t> classes = predicted_classes(model, stream);
+    int64_t correct = 0;
+    for (size_t i = 0; i < classes.size(); i++) correct += classes[i] == stream.source().label(static_cast<int64_t>(i));
     return static_cast<double>(correct) / static_cast<double>(stream.source().count());
 }
 
 }  // namespace detail
+
+// The most probable class of every sample of `set`, in order (for a confusion matrix, say).
+template <typename Model>
+std::vector<int32_t> predict_classes(Model& model, const ImageSet& set, const Normalisation& normalisation,
+                                     int batch = 500, bool prefetch = true) {
+    BatchStream stream(set, detail::evaluation_options(normalisation, batch, prefetch));
+    return detail::predicted_classes(model, stream);
+}
+
+template <typename Model>
+std::vector<int32_t> predict_classes(Model& model, const SampleSource& set, const Normalisation& normalisation,
+                                     int batch = 500, bool prefetch = true) {
+    BatchStream stream(set, detail::evaluation_options(normalisation, batch, prefetch));
+    return detail::predicted_classes(model, stream);
+}
 
 // Fraction of `set` whose most probable class is the label.
 template <typename Model>
