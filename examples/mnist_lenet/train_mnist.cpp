@@ -1,11 +1,13 @@
 // Trains LeNet-5 on MNIST through its generated library, saves a checkpoint, reloads it into a
-// fresh model and reports the reloaded model's test accuracy.
+// fresh model and reports the reloaded model's test accuracy; then writes, beside the checkpoint,
+// the first layer's filters (PNG), the training curves and the test set's confusion matrix (SVG).
 //   train_mnist [--data DIR] [--epochs N] [--batch N] [--lr X] [--warmup EPOCHS] [--seed N]
 //               [--prefetch 0|1] [--checkpoint FILE]
 #include "lenet5.hpp"
 
 #include <convgen/runtime/idx.h>
 #include <convgen/runtime/trainer.h>
+#include <convgen/runtime/visualise.h>
 
 #include <fmt/format.h>
 
@@ -55,7 +57,7 @@ int main(int argc, char** argv) {
             options.weight_decay, options.seed, options.prefetch ? "on" : "off");
 
         lenet5::Model model(options.seed);
-        train(model, train_set, test_set, options, [](const EpochReport& r) {
+        const std::vector<EpochReport> reports = train(model, train_set, test_set, options, [](const EpochReport& r) {
             fmt::print(
                 "epoch {}: loss {:.4f}  train accuracy {:.2f}%  test accuracy {:.2f}%  {:.0f} images/s  "
                 "waited {:.2f} s for data  {:.1f} s\n",
@@ -68,7 +70,24 @@ int main(int argc, char** argv) {
 
         lenet5::Model reloaded(options.seed + 1);
         reloaded.load(checkpoint);
-        fmt::print("MNIST test accuracy: {:.2f}%\n", 100 * evaluate(reloaded, test_set, options.normalisation));
+        const std::vector<int32_t> predicted = predict_classes(reloaded, test_set, options.normalisation);
+        const auto counts = confusion_matrix(predicted, test_set.labels, lenet5::Model::classes);
+        int64_t right = 0;
+        for (size_t c = 0; c < counts.size(); c++) right += counts[c][c];
+        fmt::print("MNIST test accuracy: {:.2f}%\n", 100.0 * static_cast<double>(right) / test_set.count);
+
+        const std::filesystem::path out = std::filesystem::path(checkpoint).parent_path();
+        const std::string filters = (out / "lenet5_conv1_filters.png").string();
+        const std::string curves = (out / "lenet5_training_curves.svg").string();
+        const std::string confusion = (out / "lenet5_confusion_matrix.svg").string();
+        for (const lenet5::ParameterInfo& p : lenet5::Model::parameters()) {
+            if (p.name != "conv1.weight") continue;  // OIHW: 6 filters of 1 x 5 x 5
+            write_filter_grid_png(filters, reloaded.get_parameter(p.name).data(), p.shape[0], p.shape[1], p.shape[2],
+                                  p.shape[3], 16);
+        }
+        write_training_curves_svg(curves, reports);
+        write_confusion_matrix_svg(confusion, counts, test_set.class_names);
+        fmt::print("conv1 filters: {}\ntraining curves: {}\nconfusion matrix: {}\n", filters, curves, confusion);
     } catch (const std::exception& e) {
         std::cerr << "train_mnist: " << e.what() << "\n";
         return 1;
