@@ -67,15 +67,25 @@ std::string array4(const std::vector<int64_t>& values) {
     return fmt::format("{{{}}}", fmt::join(padded, ", "));
 }
 
-std::string parameter_table(const std::vector<ParameterLayout>& layouts) {
+std::string parameter_table(const std::vector<ParameterLayout>& layouts, const std::vector<bool>& updated) {
     std::string table;
-    for (const ParameterLayout& p : layouts) {
-        table += fmt::format("    {{\"{}\", {}, {}, {}, {}, {}, Initializer::{}, {}, {}, {}, {}}},\n", p.spec.name,
+    for (size_t i = 0; i < layouts.size(); i++) {
+        const ParameterLayout& p = layouts[i];
+        table += fmt::format("    {{\"{}\", {}, {}, {}, {}, {}, Initializer::{}, {}, {}, {}, {}, {}}},\n", p.spec.name,
                              p.spec.shape.rank(), array4(p.spec.shape.dims), p.internal_extents.size(),
                              array4(p.internal_extents), array4(p.public_strides), initializer_name(p.spec.initializer),
-                             p.spec.fan_in, p.spec.fan_out, p.spec.shape.elements(), p.spec.trainable);
+                             p.spec.fan_in, p.spec.fan_out, p.spec.shape.elements(), p.spec.trainable,
+                             static_cast<bool>(updated.at(i)));
     }
     return table;
+}
+
+// The layers whose outputs the prediction keeps, and where: (name, predict tensor).
+std::string layer_output_table(const Program& predict) {
+    std::string table;
+    for (const auto& [layer, tensor] : predict.layer_outputs) table += fmt::format("    {{\"{}\", {}}},\n", layer, tensor);
+    if (table.empty()) table = "    {\"\", -1},\n";
+    return table + fmt::format("}};\nconstexpr int layer_output_count = {};\n", predict.layer_outputs.size());
 }
 
 nlohmann::json augmentation_json(const Augmentation& augmentation) {
@@ -287,13 +297,15 @@ void compile_kernels(const std::string& model, std::vector<EmittedProgram>& prog
 }
 
 nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& layouts,
-                        const std::vector<TargetChoice>& targets) {
+                        const std::vector<TargetChoice>& targets, const std::vector<EmittedProgram>& programs) {
     nlohmann::json layers = nlohmann::json::array();
     for (const Node& node : model.graph().nodes()) {
         nlohmann::json layer = {{"name", node.name}, {"kind", to_string(node.kind)}, {"output_shape", node.shape.dims}};
         nlohmann::json inputs = nlohmann::json::array();
         for (int input : node.inputs) inputs.push_back(model.graph().node(input).name);
         layer["inputs"] = inputs;
+        if (model.is_frozen(node.name)) layer["frozen"] = true;
+        if (model.learning_rate_scale(node.name) != 1) layer["learning_rate_scale"] = model.learning_rate_scale(node.name);
         std::visit(
             [&](const auto& a) {
                 using A = std::decay_t<decltype(a)>;
@@ -323,15 +335,31 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
     }
     nlohmann::json parameters = nlohmann::json::array();
     int64_t total = 0;
-    for (const ParameterLayout& p : layouts) {
+    const std::vector<bool>& updated = programs.at(0).program.parameter_updated;
+    for (size_t i = 0; i < layouts.size(); i++) {
+        const ParameterLayout& p = layouts[i];
         parameters.push_back({{"name", p.spec.name},
                               {"shape", p.spec.shape.dims},
                               {"size", p.spec.shape.elements()},
                               {"dtype", "F32"},
                               {"trainable", p.spec.trainable},
+                              {"updated_by_training", static_cast<bool>(updated.at(i))},
                               {"layer", model.graph().node(p.spec.node).name},
                               {"initializer", initializer_name(p.spec.initializer)}});
         total += p.spec.shape.elements();
+    }
+    // Each program's kernel calls in order ("forward conv1+relu1", "backward fc"...): what a
+    // training step computes, and what it leaves out (no backward call below a frozen backbone).
+    nlohmann::json program_calls = nlohmann::json::object();
+    for (const EmittedProgram& p : programs) {
+        nlohmann::json calls = nlohmann::json::array();
+        for (const KernelCall& call : p.program.calls) calls.push_back(call.what);
+        program_calls[p.name] = calls;
+    }
+    nlohmann::json layer_outputs = nlohmann::json::array();
+    for (const EmittedProgram& p : programs) {
+        if (p.name != "predict") continue;
+        for (const auto& [layer, tensor] : p.program.layer_outputs) layer_outputs.push_back(layer);
     }
     nlohmann::json target_names = nlohmann::json::array();
     for (const TargetChoice& t : targets) target_names.push_back(t.target.to_string());
@@ -350,6 +378,8 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
         {"layers", layers},
         {"parameters", parameters},
         {"parameter_count", total},
+        {"programs", program_calls},
+        {"layer_outputs", layer_outputs},
         {"targets", target_names},
         {"functions", {model.name() + "_train_step", model.name() + "_predict", model.name() + "_augment"}}};
 }
@@ -414,7 +444,8 @@ void emit_library(const Model& model, const EmitOptions& options) {
         {"INPUT_RANK", std::to_string(input.rank())},
         {"CLASSES", std::to_string(model.classes())},
         {"PARAMETER_COUNT", std::to_string(layouts.size())},
-        {"PARAMETER_TABLE", parameter_table(layouts)},
+        {"PARAMETER_TABLE", parameter_table(layouts, programs[0].program.parameter_updated)},
+        {"LAYER_OUTPUT_TABLE", layer_output_table(programs[1].program)},
         {"PROGRAMS", programs_source},
         {"IMAGE_INPUT", image_input ? "true" : "false"},
         {"AUGMENTED", model.augmentation().empty() ? "0" : "1"},
@@ -423,7 +454,7 @@ void emit_library(const Model& model, const EmitOptions& options) {
     write_file(dir / (name + ".h"), substitute(templates::model_h, values));
     write_file(dir / (name + ".hpp"), substitute(templates::model_hpp, values));
     write_file(dir / (name + "_library.cpp"), substitute(templates::model_library_cpp, values));
-    write_file(dir / (name + ".json"), manifest(model, layouts, options.targets).dump(2) + "\n");
+    write_file(dir / (name + ".json"), manifest(model, layouts, options.targets, programs).dump(2) + "\n");
 }
 
 }  // namespace convgen::codegen

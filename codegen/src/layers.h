@@ -30,12 +30,13 @@ inline Halide::Func zero_extended(const Value& value, const std::string& name, c
 }
 
 // Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky) with i over the group's inputs;
-// `bias` may be undefined.
+// `bias` may be undefined. The backward pass defines only the gradients asked for (a frozen
+// layer needs no weight gradient; the first layer no input gradient).
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
                                               const Halide::Func& weight, const Halide::Func& bias);
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
-                                                const Value& output_grad, bool has_bias, bool need_input_grad,
-                                                const Halide::Expr& batch);
+                                                const Value& output_grad, bool need_weight_grad, bool has_bias,
+                                                bool need_input_grad, const Halide::Expr& batch);
 
 // Max pooling; with `with_argmax` the output is a Tuple (max, index of the first maximum in the
 // window in row-major order), the index being what the backward pass needs.
@@ -54,8 +55,9 @@ schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const P
 schedules::DenseForwardStages dense_forward(const std::string& name, const Value& input, int64_t out_features,
                                             const Halide::Func& weight, const Halide::Func& bias);
 schedules::DenseBackwardStages dense_backward(const std::string& name, const Value& input, int64_t out_features,
-                                              const Halide::Func& weight, const Value& output_grad, bool has_bias,
-                                              bool need_input_grad, const Halide::Expr& batch);
+                                              const Halide::Func& weight, const Value& output_grad,
+                                              bool need_weight_grad, bool has_bias, bool need_input_grad,
+                                              const Halide::Expr& batch);
 
 // Element-wise activations; their adjoints are written on the output, so the input need not be
 // kept for the backward pass.
@@ -84,6 +86,10 @@ struct FoldedBatchNorm {
 FoldedBatchNorm batch_norm_folding(const std::string& name, const BatchNormParameters& parameters,
                                    const BatchNormAttributes& attributes);
 Halide::Func channel_affine(const std::string& name, const Value& input, const FoldedBatchNorm& folded);
+// The input gradient of a batch norm with fixed statistics (frozen, or at inference): the output
+// gradient times the scale.
+Halide::Func channel_affine_input_grad(const std::string& name, const Value& output_grad,
+                                       const FoldedBatchNorm& folded);
 
 // Dropout's per-step inputs: the seed of the step's mask and whether dropout is on.
 struct DropoutControl {

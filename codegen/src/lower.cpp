@@ -25,8 +25,16 @@ CanonicalGraph canonical_graph(const Model& model, bool training) {
         const std::vector<int> next = source.consumers(node.id);
         return next.size() == 1 && source.node(next[0]).kind == LayerKind::max_pool;
     };
+    // In training, a frozen layer with nothing but frozen layers below it computes what it would
+    // at inference, and nothing flows back into it: it can be rewritten as for inference.
+    std::vector<bool> fixed(source.nodes().size(), false);
+    for (const Node& node : source.nodes()) {
+        bool all_fixed = node.kind == LayerKind::input || model.is_frozen(node.name);
+        for (int input : node.inputs) all_fixed = all_fixed && fixed[static_cast<size_t>(input)];
+        fixed[static_cast<size_t>(node.id)] = all_fixed;
+    }
     auto foldable_batch_norm = [&](const Node& node) {
-        if (training || node.kind != LayerKind::batch_norm) return false;
+        if ((training && !fixed[static_cast<size_t>(node.id)]) || node.kind != LayerKind::batch_norm) return false;
         const int conv = node.inputs[0];
         return source.node(conv).kind == LayerKind::conv2d && conv != output && source.consumers(conv).size() == 1;
     };
@@ -41,7 +49,8 @@ CanonicalGraph canonical_graph(const Model& model, bool training) {
     };
     for (const Node& node : source.nodes()) {
         if (node.id > output) break;  // only a softmax output can follow, and it is dropped
-        if (!training && node.kind == LayerKind::dropout) {
+        // A frozen dropout runs as at inference.
+        if (node.kind == LayerKind::dropout && (!training || model.is_frozen(node.name))) {
             mapped[static_cast<size_t>(node.id)] = mapped[static_cast<size_t>(node.inputs[0])];
             continue;
         }
@@ -66,6 +75,13 @@ CanonicalGraph canonical_graph(const Model& model, bool training) {
         mapped[static_cast<size_t>(node.id)] = graph.add(copy);
     }
     result.output_node = mapped[static_cast<size_t>(output)];
+    for (const Node& node : source.nodes()) {
+        const int id = mapped[static_cast<size_t>(node.id)];
+        if (node.id > output || id < 0) continue;
+        // A conv with a batch norm folded into it computes the batch norm's output, not its own.
+        if (node.kind == LayerKind::conv2d && result.folded_batch_norm.count(id)) continue;
+        result.layer_values[node.name] = id;
+    }
     return result;
 }
 
@@ -296,6 +312,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
 
     Program plan() {
         check_layouts();
+        find_trained_paths();
         group_nodes();
         if (training_ && !model_.augmentation().empty()) {
             augmented_tensor_ = add_tensor("augmented_images", image_extents(model_));
@@ -306,19 +323,32 @@ class Planner : public std::enable_shared_from_this<Planner> {
         for (const Group& group : groups_) plan_forward(group);
         const int output = canonical_.output_node;
         if (training_) {
+            if (!trains_[static_cast<size_t>(source_of(output))]) {
+                throw ModelError(fmt::format("model '{}': every layer with parameters is frozen; there is nothing "
+                                             "to train",
+                                             model_.name()));
+            }
             plan_loss(output);
             for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) plan_backward(*it);
             for (size_t p = 0; p < layouts_.size(); p++) {
-                if (!updated_[p]) {
+                if (!updated_[p] && !model_.is_frozen(graph_of_model().node(layouts_[p].spec.node).name)) {
                     throw ModelError(
                         fmt::format("model '{}': parameter '{}' receives no gradient (its layer does not "
                                     "lead to the output)",
                                     model_.name(), layouts_[p].spec.name));
                 }
             }
+            program_.parameter_updated = updated_;
         } else {
             plan_probabilities(output);
         }
+        for (const auto& [layer, id] : canonical_.layer_values) {
+            const int tensor = tensor_of_[static_cast<size_t>(source_of(id))];
+            // A flatten's values are its input's in another order: not kept as the layer gives them.
+            if (tensor >= 0 && node(id).kind != LayerKind::flatten) program_.layer_outputs.push_back({layer, tensor});
+        }
+        std::sort(program_.layer_outputs.begin(), program_.layer_outputs.end(),
+                  [this](const auto& a, const auto& b) { return layer_order(a.first) < layer_order(b.first); });
         std::shared_ptr<Planner> self = shared_from_this();
         program_.build = [self](int k, const Halide::Target& target) {
             Kernel kernel(target, self->database_, self->training_);
@@ -338,6 +368,29 @@ class Planner : public std::enable_shared_from_this<Planner> {
     };
 
     const Node& node(int id) const { return graph_.node(id); }
+    const Graph& graph_of_model() const { return model_.graph(); }
+    int layer_order(const std::string& layer) const {
+        for (const Node& n : graph_of_model().nodes()) {
+            if (n.name == layer) return n.id;
+        }
+        return -1;
+    }
+
+    // Frozen layers matter only to training: inference runs every layer the same way.
+    bool frozen(int id) const { return training_ && model_.is_frozen(node(id).name); }
+
+    // Whether a node's value depends on parameters that train: only then does the step need its
+    // gradient. (Never at inference.)
+    void find_trained_paths() {
+        trains_.assign(graph_.nodes().size(), false);
+        if (!training_) return;
+        for (const Node& n : graph_.nodes()) {
+            bool trains = !frozen(n.id) && (parameter_index(n.name + ".weight") >= 0 ||
+                                            parameter_index(n.name + ".bias") >= 0);
+            for (int input : n.inputs) trains = trains || trains_[static_cast<size_t>(input)];
+            trains_[static_cast<size_t>(n.id)] = trains;
+        }
+    }
 
     // Flatten is a view: consumers read the tensor before it.
     int source_of(int id) const {
@@ -422,7 +475,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool activation_after =
                     n.kind == LayerKind::activation &&
                     ((group.nodes.size() == 1 && fusable_into(producer)) || node(group.last()).kind == LayerKind::add);
-                const bool activation_after_pool = !training_ && n.kind == LayerKind::activation &&
+                // (In training only where nothing flows back: the backward pass wants the pool's output.)
+                const bool activation_after_pool = !trains_[static_cast<size_t>(n.id)] &&
+                                                   n.kind == LayerKind::activation &&
                                                    node(group.last()).kind == LayerKind::max_pool &&
                                                    head.kind == LayerKind::conv2d;
                 if (only_consumer && (pool_after_conv || activation_after || activation_after_pool)) {
@@ -542,6 +597,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
         }
         if (n.kind == LayerKind::dropout) key += " salt " + n.name;  // the mask depends on the layer
         if (n.kind == LayerKind::dense) key += " reads" + extents_text(extents_of(n.inputs[0]));
+        if (frozen(n.id)) key += " frozen";
+        if (model_.learning_rate_scale(n.name) != 1) key += fmt::format(" lr*{}", model_.learning_rate_scale(n.name));
         return key;
     }
 
@@ -565,12 +622,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
         // Extra tensors the backward pass reads.
         int argmax_tensor = -1, mean_tensor = -1, variance_tensor = -1;
         for (int id : group.nodes) {
-            if (training_ && node(id).kind == LayerKind::max_pool) {
+            if (keeps_argmax(id)) {
                 argmax_tensor = add_tensor(node(id).name + ".argmax", extents_of(id), true, true);
                 argmax_of_[id] = argmax_tensor;
             }
         }
-        if (training_ && head.kind == LayerKind::batch_norm) {
+        if (training_ && head.kind == LayerKind::batch_norm && !frozen(head.id)) {
             mean_tensor = add_tensor(head.name + ".batch_mean", {head.shape[0]}, false);
             variance_tensor = add_tensor(head.name + ".batch_var", {head.shape[0]}, false);
             stats_[head.id] = {mean_tensor, variance_tensor};
@@ -607,11 +664,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     break;
                 }
                 const Node& pool = node(group.nodes[1]);
-                schedules::PoolForwardStages stages =
-                    max_pool_forward("pool", Value{conv.output, extents}, pool_geometry(pool, head.shape), training_);
+                schedules::PoolForwardStages stages = max_pool_forward("pool", Value{conv.output, extents},
+                                                                       pool_geometry(pool, head.shape), keeps_argmax(pool.id));
                 schedules::cpu::schedule_conv2d_forward(conv, k.context, &stages);
                 next = 2;
-                if (training_) {
+                if (keeps_argmax(pool.id)) {
                     k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, halide_extents(pool.shape));
                     return;
                 }
@@ -620,7 +677,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
             case LayerKind::batch_norm: {
                 const auto& a = head.attributes_as<BatchNormAttributes>();
-                if (training_) {
+                if (training_ && !frozen(head.id)) {
                     schedules::BatchNormStages stages =
                         batch_norm_training("bn", inputs[0], read_batch_norm(k, head.name), a, k.batch);
                     schedules::cpu::schedule_batch_norm(stages, k.context);
@@ -651,10 +708,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             }
             case LayerKind::max_pool: {
-                schedules::PoolForwardStages stages =
-                    max_pool_forward("pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape), training_);
+                schedules::PoolForwardStages stages = max_pool_forward(
+                    "pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape), keeps_argmax(head.id));
                 schedules::cpu::schedule_pool_forward(stages, k.context);
-                if (training_) {
+                if (keeps_argmax(head.id)) {
                     k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, extents);
                     return;
                 }
@@ -752,7 +809,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
 
     // ---- backward ----
 
-    bool needs_gradient(int id) const { return node(source_of(id)).kind != LayerKind::input; }
+    bool needs_gradient(int id) const { return trains_[static_cast<size_t>(source_of(id))]; }
+
+    // A max pool keeps the index of each window's maximum for its backward pass, where it has one.
+    bool keeps_argmax(int id) const { return node(id).kind == LayerKind::max_pool && needs_gradient(node(id).inputs[0]); }
 
     // The gradient of a node's value: the sum of what its consumers contributed.
     Value read_gradient(Kernel& k, int id, const std::vector<int>& tensors) const {
@@ -771,14 +831,17 @@ class Planner : public std::enable_shared_from_this<Planner> {
     }
 
     // SGD with momentum for one parameter, fused into the backward kernel that computed its gradient.
-    void update_parameter(Kernel& k, const std::string& name, const Func& gradient) {
+    void update_parameter(Kernel& k, const Node& layer, const std::string& name, const Func& gradient) {
         const int p = parameter_index(name);
+        const double scale = model_.learning_rate_scale(layer.name);
+        Expr learning_rate = k.scalar(SlotKind::learning_rate);
+        if (scale != 1) learning_rate = learning_rate * static_cast<float>(scale);
         const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
         const int dims = static_cast<int>(layout.internal_extents.size());
         Func value = k.parameter({SlotKind::value, p}, layout.internal_extents);
         Func velocity = k.parameter({SlotKind::velocity, p}, layout.internal_extents);
         schedules::ParameterUpdateStages update =
-            sgd_momentum_update("update", value, velocity, gradient, dims, k.scalar(SlotKind::learning_rate),
+            sgd_momentum_update("update", value, velocity, gradient, dims, learning_rate,
                                 k.scalar(SlotKind::momentum), k.scalar(SlotKind::weight_decay));
         update.innermost_extent = layout.internal_extents[0];
         schedules::cpu::schedule_parameter_update(update, k.context);
@@ -788,8 +851,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
 
     // A layer's weight, and its bias where it has one, updated from their gradients.
     void update_weight_and_bias(Kernel& k, const Node& layer, const Func& weight_grad, const Func& bias_grad) {
-        update_parameter(k, layer.name + ".weight", weight_grad);
-        if (bias_grad.defined()) update_parameter(k, layer.name + ".bias", bias_grad);
+        if (frozen(layer.id)) return;
+        update_parameter(k, layer, layer.name + ".weight", weight_grad);
+        if (bias_grad.defined()) update_parameter(k, layer, layer.name + ".bias", bias_grad);
     }
 
     void plan_backward(const Group& group) {
@@ -797,6 +861,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         const std::vector<int>& incoming = contributions_[static_cast<size_t>(group.last())];
         if (incoming.empty()) return;  // nothing after it reaches the loss
         for (int id : group.nodes) {
+            if (frozen(id)) continue;
             for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"}) {
                 const int p = parameter_index(node(id).name + suffix);
                 if (p >= 0) updated_[static_cast<size_t>(p)] = true;
@@ -844,6 +909,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 list.insert(list.end(), incoming.begin(), incoming.end());
             }
         }
+        // A frozen layer whose inputs need no gradient has nothing left to compute.
+        const bool own_parameters = !frozen(head.id) && (parameter_index(head.name + ".weight") >= 0 ||
+                                                         parameter_index(head.name + ".bias") >= 0);
+        const bool passes_gradient =
+            addend_grad >= 0 || std::any_of(input_grads.begin(), input_grads.end(), [](int g) { return g >= 0; });
+        if (!own_parameters && !passes_gradient) return;
         std::string key = group_key("backward", group) + fmt::format(" grads{}", incoming.size());
         for (int g : input_grads) key += g >= 0 ? " in-grad" : " no-in-grad";
         if (addend_grad >= 0) key += " addend-grad";
@@ -893,14 +964,22 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     grad = stored(grad);
                 }
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
-                schedules::Conv2dBackwardStages stages =
-                    conv2d_backward("conv", forward, grad, has_bias, input_grads[0] >= 0, k.batch);
+                schedules::Conv2dBackwardStages stages = conv2d_backward("conv", forward, grad, !frozen(head.id),
+                                                                         has_bias, input_grads[0] >= 0, k.batch);
                 schedules::cpu::schedule_conv2d_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
             }
             case LayerKind::batch_norm: {
+                if (frozen(head.id)) {
+                    // Fixed statistics: the gradient passes through scaled, per channel.
+                    const FoldedBatchNorm f = batch_norm_folding("bn", read_batch_norm(k, head.name),
+                                                                 head.attributes_as<BatchNormAttributes>());
+                    schedules::cpu::schedule_per_channel(f.scale, k.context);
+                    output_input_grad(0, channel_affine_input_grad("bn_input_grad", grad, f));
+                    break;
+                }
                 grad = stored(grad);
                 const Value in = read_value(k, head.inputs[0]);
                 const auto& [mean_tensor, variance_tensor] = stats_.at(head.id);
@@ -952,7 +1031,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
                 schedules::DenseBackwardStages stages =
                     dense_backward("dense", in, head.attributes_as<DenseAttributes>().out_features, weight, grad,
-                                   has_bias, input_grads[0] >= 0, k.batch);
+                                   !frozen(head.id), has_bias, input_grads[0] >= 0, k.batch);
                 schedules::cpu::schedule_dense_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
@@ -1002,6 +1081,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::vector<int> group_of_, tensor_of_;
     std::vector<std::vector<int>> contributions_;
     std::vector<bool> updated_;
+    std::vector<bool> trains_;  // per node: whether its value depends on a parameter that trains
     std::map<int, std::pair<int, int>> stats_;  // batch-norm node -> (mean, variance) tensors
     std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
     std::map<int, int> other_addend_;           // add fused into a group -> its input from outside

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace convgen {
 
@@ -89,6 +90,55 @@ Model::Model(std::string name, const Tensor& output, Loss loss, Augmentation aug
         throw ModelError(fmt::format("model '{}': the output layer '{}' has {} class, a classifier needs at least 2",
                                      name_, output.name(), logits[0]));
     }
+}
+
+int Model::layer_id(const std::string& layer, const char* what) const {
+    for (const Node& n : graph_->nodes()) {
+        if (n.name == layer && n.id <= output_node_) return n.id;
+    }
+    throw ModelError(fmt::format("model '{}': {}: no layer named '{}'", name_, what, layer));
+}
+
+Model& Model::freeze(const std::string& layer) {
+    layer_id(layer, "freeze");
+    if (learning_rate_scales_.count(layer)) {
+        throw ModelError(fmt::format("model '{}': freeze: layer '{}' has a learning-rate scale; a frozen layer "
+                                     "does not train",
+                                     name_, layer));
+    }
+    frozen_.insert(layer);
+    return *this;
+}
+
+Model& Model::freeze_through(const std::string& layer) {
+    std::vector<int> pending = {layer_id(layer, "freeze_through")};
+    while (!pending.empty()) {
+        const Node& n = graph_->node(pending.back());
+        pending.pop_back();
+        if (frozen_.count(n.name)) continue;
+        freeze(n.name);
+        pending.insert(pending.end(), n.inputs.begin(), n.inputs.end());
+    }
+    return *this;
+}
+
+Model& Model::set_learning_rate_scale(const std::string& layer, double scale) {
+    layer_id(layer, "set_learning_rate_scale");
+    if (!(scale > 0) || !std::isfinite(scale)) {
+        throw ModelError(fmt::format("model '{}': set_learning_rate_scale: layer '{}': the scale must be positive "
+                                     "and finite, got {:g} (freeze the layer to stop it training)",
+                                     name_, layer, scale));
+    }
+    if (is_frozen(layer)) {
+        throw ModelError(fmt::format("model '{}': set_learning_rate_scale: layer '{}' is frozen", name_, layer));
+    }
+    learning_rate_scales_[layer] = scale;
+    return *this;
+}
+
+double Model::learning_rate_scale(const std::string& layer) const {
+    auto found = learning_rate_scales_.find(layer);
+    return found == learning_rate_scales_.end() ? 1.0 : found->second;
 }
 
 namespace {

@@ -256,7 +256,7 @@ void check_conv2d(const ConvCase& t, unsigned seed) {
         conv2d_forward("conv", in, g, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func());
     const schedules::Conv2dBackwardStages backward =
         conv2d_backward("conv", forward, activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout"),
-                        t.bias, true, t.batch);
+                        true, t.bias, true, t.batch);
     const Context context = cpu_context(true);
     cpu::schedule_conv2d_forward(forward, context, nullptr);
     cpu::schedule_conv2d_backward(backward, context);
@@ -464,7 +464,7 @@ void check_dense(const DenseCase& t, unsigned seed) {
         dense_forward("dense", in, t.out_features, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func());
     const schedules::DenseBackwardStages backward =
         dense_backward("dense", in, t.out_features, Func(weight_buffer),
-                       activation(grad_buffer, {t.out_features}, "dout"), t.bias, true, t.batch);
+                       activation(grad_buffer, {t.out_features}, "dout"), true, t.bias, true, t.batch);
     const Context context = cpu_context(true);
     cpu::schedule_dense_forward(forward, context);
     cpu::schedule_dense_backward(backward, context);
@@ -789,7 +789,7 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
                               conv_extents};
         }
         const schedules::Conv2dBackwardStages conv_back =
-            conv2d_backward("conv", conv, conv_grad, true, true, cc.batch);
+            conv2d_backward("conv", conv, conv_grad, true, true, true, cc.batch);
         cpu::schedule_conv2d_backward(conv_back, context);
         outputs.push_back(exact_output(conv_back.input_grad));
         outputs.push_back(exact_output(conv_back.weight_grad));

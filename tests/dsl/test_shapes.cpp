@@ -370,4 +370,27 @@ TEST_SUITE("dsl shapes") {
         CHECK(describe(fine.steps[1]) == "random_rotation(10)");
     }
 
+    TEST_CASE("freezing and learning-rate scales name the layer they cannot apply to") {
+        auto image = input("image", Shape{1, 8, 8});
+        auto trunk = conv2d(image, 4, 3, {.name = "conv1"}) | relu;
+        auto logits = flatten(conv2d(trunk, 2, 3, {.name = "conv2"})) | dense(2, {.name = "head"});
+        Model model("m", logits, softmax_cross_entropy());
+        model.freeze_through("conv2");
+        CHECK(model.is_frozen("conv1"));
+        CHECK(model.is_frozen("relu1"));
+        CHECK(model.is_frozen("image"));
+        CHECK(!model.is_frozen("head"));
+        CHECK(error_of([&] { model.freeze("conv9"); }) == "model 'm': freeze: no layer named 'conv9'");
+        CHECK(error_of([&] { model.set_learning_rate_scale("conv1", 0.1); }) ==
+              "model 'm': set_learning_rate_scale: layer 'conv1' is frozen");
+        CHECK(error_of([&] { model.set_learning_rate_scale("head", 0); }) ==
+              "model 'm': set_learning_rate_scale: layer 'head': the scale must be positive and finite, got 0 "
+              "(freeze the layer to stop it training)");
+        model.set_learning_rate_scale("head", 0.5);
+        CHECK(model.learning_rate_scale("head") == 0.5);
+        CHECK(model.learning_rate_scale("conv2") == 1);
+        CHECK(error_of([&] { model.freeze("head"); }) ==
+              "model 'm': freeze: layer 'head' has a learning-rate scale; a frozen layer does not train");
+    }
+
 }  // TEST_SUITE

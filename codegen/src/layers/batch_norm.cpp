@@ -139,4 +139,11 @@ Func channel_affine(const std::string& name, const Value& input, const FoldedBat
     return out;
 }
 
+Func channel_affine_input_grad(const std::string& name, const Value& output_grad, const FoldedBatchNorm& folded) {
+    const std::vector<Expr> args = pointwise_args(output_grad);
+    Func out(name);
+    out(args) = output_grad.func(args) * folded.scale(args[0]);
+    return out;
+}
+
 }  // namespace convgen::codegen

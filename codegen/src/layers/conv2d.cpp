@@ -53,8 +53,8 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
 }
 
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
-                                                const Value& output_grad, bool has_bias, bool need_input_grad,
-                                                const Expr& batch) {
+                                                const Value& output_grad, bool need_weight_grad, bool has_bias,
+                                                bool need_input_grad, const Expr& batch) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
     const ConvGeometry& g = forward.geometry;
@@ -65,24 +65,26 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
     stages.weight = forward.weight;
     stages.padded_input = forward.padded_input;
 
-    // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(g(o) * I + i, x*s + kx*d - p, y*s + ky*d - p, n)
-    stages.weight_grad_reduction =
-        RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_weight_grad_r");
-    const auto& rw = stages.weight_grad_reduction;
-    stages.weight_grad = Func(name + "_weight_grad");
-    stages.weight_grad(o, i, kx, ky) = 0.0f;
-    stages.weight_grad(o, i, kx, ky) +=
-        output_grad.func(o, rw.x, rw.y, rw.z) * forward.padded_input(input_channel(g, o, i),
-                                                                     rw.x * stride + kx * dilation - padding,
-                                                                     rw.y * stride + ky * dilation - padding, rw.z);
+    if (need_weight_grad) {
+        // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(g(o) * I + i, x*s + kx*d - p, y*s + ky*d - p, n)
+        stages.weight_grad_reduction =
+            RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_weight_grad_r");
+        const auto& rw = stages.weight_grad_reduction;
+        stages.weight_grad = Func(name + "_weight_grad");
+        stages.weight_grad(o, i, kx, ky) = 0.0f;
+        stages.weight_grad(o, i, kx, ky) +=
+            output_grad.func(o, rw.x, rw.y, rw.z) * forward.padded_input(input_channel(g, o, i),
+                                                                         rw.x * stride + kx * dilation - padding,
+                                                                         rw.y * stride + ky * dilation - padding, rw.z);
 
-    if (has_bias) {
-        stages.bias_grad_reduction =
-            RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_bias_grad_r");
-        const auto& rb = stages.bias_grad_reduction;
-        stages.bias_grad = Func(name + "_bias_grad");
-        stages.bias_grad(o) = 0.0f;
-        stages.bias_grad(o) += output_grad.func(o, rb.x, rb.y, rb.z);
+        if (has_bias) {
+            stages.bias_grad_reduction =
+                RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_bias_grad_r");
+            const auto& rb = stages.bias_grad_reduction;
+            stages.bias_grad = Func(name + "_bias_grad");
+            stages.bias_grad(o) = 0.0f;
+            stages.bias_grad(o) += output_grad.func(o, rb.x, rb.y, rb.z);
+        }
     }
 
     if (need_input_grad) {

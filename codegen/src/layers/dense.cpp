@@ -48,8 +48,8 @@ schedules::DenseForwardStages dense_forward(const std::string& name, const Value
 }
 
 schedules::DenseBackwardStages dense_backward(const std::string& name, const Value& input, int64_t out_features,
-                                              const Func& weight, const Value& output_grad, bool has_bias,
-                                              bool need_input_grad, const Expr& batch) {
+                                              const Func& weight, const Value& output_grad, bool need_weight_grad,
+                                              bool has_bias, bool need_input_grad, const Expr& batch) {
     const auto& [o, n] = std::tie(Dims::o, Dims::n);
     schedules::DenseBackwardStages stages;
     stages.in_features = input.elements();
@@ -60,18 +60,20 @@ schedules::DenseBackwardStages dense_backward(const std::string& name, const Val
     const std::vector<Halide::Var> vars = sample_vars(input);
     const std::vector<Expr> in_args(vars.begin(), vars.end());
 
-    // dW(o, i...) = sum_n dout(o, n) * in(i..., n)
-    stages.weight_grad_reduction = RDom(0, batch, name + "_weight_grad_r");
-    const auto& rn = stages.weight_grad_reduction;
-    stages.weight_grad = Func(name + "_weight_grad");
-    stages.weight_grad(prepend(o, in_args)) = 0.0f;
-    stages.weight_grad(prepend(o, in_args)) += output_grad.func(o, rn.x) * input.func(with_batch(in_args, rn.x));
+    if (need_weight_grad) {
+        // dW(o, i...) = sum_n dout(o, n) * in(i..., n)
+        stages.weight_grad_reduction = RDom(0, batch, name + "_weight_grad_r");
+        const auto& rn = stages.weight_grad_reduction;
+        stages.weight_grad = Func(name + "_weight_grad");
+        stages.weight_grad(prepend(o, in_args)) = 0.0f;
+        stages.weight_grad(prepend(o, in_args)) += output_grad.func(o, rn.x) * input.func(with_batch(in_args, rn.x));
 
-    if (has_bias) {
-        stages.bias_grad_reduction = RDom(0, batch, name + "_bias_grad_r");
-        stages.bias_grad = Func(name + "_bias_grad");
-        stages.bias_grad(o) = 0.0f;
-        stages.bias_grad(o) += output_grad.func(o, stages.bias_grad_reduction.x);
+        if (has_bias) {
+            stages.bias_grad_reduction = RDom(0, batch, name + "_bias_grad_r");
+            stages.bias_grad = Func(name + "_bias_grad");
+            stages.bias_grad(o) = 0.0f;
+            stages.bias_grad(o) += output_grad.func(o, stages.bias_grad_reduction.x);
+        }
     }
 
     if (need_input_grad) {

@@ -5,6 +5,8 @@
 #include <convgen/augmentation.h>
 #include <convgen/tensor.h>
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,13 +37,36 @@ class Model {
     const Augmentation& augmentation() const { return augmentation_; }
     int64_t classes() const { return graph_->node(output_node_).shape[0]; }
 
+    // Transfer learning: which layers train, and how fast. Each throws ModelError naming the
+    // layer when the model has no layer of that name.
+    //
+    // A frozen layer keeps its parameters: the training step computes no gradient for them and
+    // updates nothing, and backpropagates no further down than the lowest layer that still trains.
+    // A frozen layer also runs as at inference, as Keras does: batch norm normalises with its
+    // running statistics and leaves them as they are, dropout passes its input through. So a
+    // frozen backbone is a fixed function of the image, and training a head on its cached
+    // features is the same as fine-tuning with the backbone frozen.
+    Model& freeze(const std::string& layer);
+    // The layer and every layer it depends on: "everything up to here".
+    Model& freeze_through(const std::string& layer);
+    // The layer's parameters train at learning_rate * scale (scale > 0), as when the top of a
+    // pretrained backbone is fine-tuned more gently than a new head.
+    Model& set_learning_rate_scale(const std::string& layer, double scale);
+
+    bool is_frozen(const std::string& layer) const { return frozen_.count(layer) != 0; }
+    double learning_rate_scale(const std::string& layer) const;
+
   private:
+    int layer_id(const std::string& layer, const char* what) const;
+
     std::string name_;
     std::shared_ptr<Graph> graph_;
     int input_node_ = -1;
     int output_node_ = -1;
     Loss loss_;
     Augmentation augmentation_;
+    std::set<std::string> frozen_;
+    std::map<std::string, double> learning_rate_scales_;
 };
 
 using ModelFactory = Model (*)();

@@ -133,11 +133,11 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
-    copy_at_root(s.padded_input, vw, g.in_channels);
 
     // dW(o, i, kx, ky): vectors over o, the kx taps unrolled so one d_output vector feeds k FMAs;
-    // the batch is split into chunks reduced in parallel, then summed.
-    {
+    // the batch is split into chunks reduced in parallel, then summed. (A frozen layer has none.)
+    if (s.weight_grad.defined()) {
+        copy_at_root(s.padded_input, vw, g.in_channels);
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();
         const auto& r = s.weight_grad_reduction;
@@ -274,7 +274,7 @@ void schedule_dense_forward(DenseForwardStages s, const Context& context) {
 void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
     const int vw = context.vector_width();
     TailStrategy out_tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
-    {
+    if (s.weight_grad.defined()) {
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();  // (o, input dims...)
         w.compute_root().vectorize(v[0], vw, out_tail).parallel(v.back());

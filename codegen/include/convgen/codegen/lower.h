@@ -79,6 +79,11 @@ struct Program {
     std::vector<ProgramTensor> tensors;
     std::vector<std::string> kernels;  // a description of each distinct kernel
     std::vector<KernelCall> calls;
+    // Training: whether the step writes parameter p's new value; frozen layers' parameters it does not.
+    std::vector<bool> parameter_updated;
+    // Layers whose output the program keeps whole in one of its tensors (after the layer
+    // rewrites): (layer name, tensor), in layer order.
+    std::vector<std::pair<std::string, int>> layer_outputs;
     // Builds kernel `k` for a target; safe to call from several threads at once.
     std::function<LoweredPipeline(int k, const Halide::Target& target)> build;
 };
@@ -98,6 +103,9 @@ struct CanonicalGraph {
     Graph graph;
     int output_node = -1;
     std::map<int, Node> folded_batch_norm;  // conv node -> the batch-norm node folded into it
+    // Each layer of the model whose values some node here computes -> that node. Missing: an
+    // activation moved after its pool, and a conv whose batch norm was folded into it.
+    std::map<std::string, int> layer_values;
 };
 CanonicalGraph canonical_graph(const Model& model, bool training);
 
