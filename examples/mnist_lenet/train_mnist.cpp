@@ -1,11 +1,13 @@
 // Trains LeNet-5 on MNIST through its generated library, saves a checkpoint, reloads it into a
 // fresh model and reports the reloaded model's test accuracy; then writes, beside the checkpoint,
-// the first layer's filters (PNG), the training curves and the test set's confusion matrix (SVG).
+// the first layer's filters and the feature maps of one test digit (PNG), the training curves and
+// the test set's confusion matrix (SVG).
 //   train_mnist [--data DIR] [--epochs N] [--batch N] [--lr X] [--warmup EPOCHS] [--seed N]
 //               [--prefetch 0|1] [--checkpoint FILE]
 #include "lenet5.hpp"
 
 #include <convgen/runtime/idx.h>
+#include <convgen/runtime/image_grid.h>
 #include <convgen/runtime/trainer.h>
 #include <convgen/runtime/visualise.h>
 
@@ -88,6 +90,24 @@ int main(int argc, char** argv) {
         write_training_curves_svg(curves, reports);
         write_confusion_matrix_svg(confusion, counts, test_set.class_names);
         fmt::print("conv1 filters: {}\ntraining curves: {}\nconfusion matrix: {}\n", filters, curves, confusion);
+
+        // What each kept image-shaped layer makes of the first test digit: one map per channel.
+        const int64_t first = 0;
+        const std::string digit = (out / "lenet5_test_digit.png").string();
+        write_image_grid_png(digit, test_set, {first}, 1, 8);
+        std::vector<float> image(lenet5::Model::input_size);
+        int32_t label = 0;
+        to_network_input(test_set, &first, 1, options.normalisation, image.data(), &label);
+        reloaded.predict(image.data(), 1);
+        fmt::print("feature maps of test digit 0 ({}):", digit);
+        for (const lenet5::LayerOutputInfo& layer : lenet5::Model::layer_outputs()) {
+            if (layer.shape.size() != 3) continue;  // [height, width, channels]
+            const std::string maps = (out / ("lenet5_" + layer.name + "_maps.png")).string();
+            write_feature_maps_png(maps, reloaded.layer_output(layer.name, 1).data(), layer.shape[0], layer.shape[1],
+                                   layer.shape[2], 8, 8);
+            fmt::print(" {}", maps);
+        }
+        fmt::print("\n");
     } catch (const std::exception& e) {
         std::cerr << "train_mnist: " << e.what() << "\n";
         return 1;
