@@ -74,14 +74,15 @@ std::string temporary_path(const std::string& name) {
     return (std::filesystem::temp_directory_path() / ("convgen_transfer_" + name)).string();
 }
 
-// A safetensors file of zero-filled F32 tensors.
+// A safetensors file of zero-filled F32 tensors (I64 for PyTorch's batch-norm step counters).
 void write_safetensors(const std::string& path, const std::map<std::string, std::vector<int64_t>>& shapes) {
     nlohmann::json header = nlohmann::json::object();
     size_t offset = 0;
     for (const auto& [name, shape] : shapes) {
-        size_t bytes = 4;
+        const bool counter = name.find("num_batches_tracked") != std::string::npos;
+        size_t bytes = counter ? 8 : 4;
         for (int64_t d : shape) bytes *= static_cast<size_t>(d);
-        header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+        header[name] = {{"dtype", counter ? "I64" : "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
     }
     const std::string text = header.dump();
@@ -152,10 +153,15 @@ TEST_CASE("load_pretrained rejects a tensor of another shape, naming it and both
     }
     CHECK(parameters_of(target) == before);  // conv1.weight, which fits, was not loaded either
 
-    write_safetensors(path, {{"conv1.weight", {8, 3, 3, 3}}, {"layer9.weight", {2}}});
+    // As PyTorch writes a state dict: batch-norm step counters, which are neither loaded nor unused.
+    write_safetensors(path, {{"conv1.weight", {8, 3, 3, 3}},
+                             {"bn1.num_batches_tracked", {}},
+                             {"layer9.weight", {2}},
+                             {"layer9.running_mean", {2}},
+                             {"layer9.num_batches_tracked", {}}});
     const auto report = target.load_pretrained(path);
     CHECK(report.loaded == std::vector<std::string>{"conv1.weight"});
-    CHECK(report.unused == std::vector<std::string>{"layer9.weight"});
+    CHECK(report.unused == std::vector<std::string>{"layer9.running_mean", "layer9.weight"});
     CHECK(target.get_parameter("conv1.weight") == std::vector<float>(8 * 3 * 3 * 3, 0.0f));
     std::remove(path.c_str());
 
