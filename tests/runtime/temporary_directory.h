@@ -2,6 +2,7 @@
 #pragma once
 
 #include <convgen/runtime/dataset.h>
+#include <convgen/runtime/image_folder.h>
 
 #include <doctest/doctest.h>
 
@@ -73,6 +74,12 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
     std::ifstream file(path, std::ios::binary);
     REQUIRE(file.good());
     return std::vector<uint8_t>(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+// A PNG the runtime wrote, decoded back with `channels` channels.
+inline DecodedImage read_png(const std::string& path, int channels) {
+    const auto bytes = read_bytes(path);
+    return decode_image(bytes.data(), bytes.size(), path, channels);
 }
 
 }  // namespace convgen::runtime::testing

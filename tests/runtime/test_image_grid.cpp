@@ -14,11 +14,6 @@ namespace {
 using namespace convgen::runtime;
 using namespace convgen::runtime::testing;
 
-DecodedImage read_png(const std::string& path, int channels) {
-    const auto bytes = read_bytes(path);
-    return decode_image(bytes.data(), bytes.size(), path, channels);
-}
-
 uint8_t pixel_at(const DecodedImage& image, int64_t y, int64_t x, int64_t channel) {
     return image.pixels[static_cast<size_t>((y * image.width + x) * image.channels + channel)];
 }

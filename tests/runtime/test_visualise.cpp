@@ -15,11 +15,6 @@ namespace {
 using namespace convgen::runtime;
 using namespace convgen::runtime::testing;
 
-DecodedImage read_png(const std::string& path, int channels) {
-    const auto bytes = read_bytes(path);
-    return decode_image(bytes.data(), bytes.size(), path, channels);
-}
-
 // The colour type in a PNG's header (its byte 25): 0 grey, 2 RGB.
 int png_colour_type(const std::string& path) {
     const auto bytes = read_bytes(path);
