@@ -19,8 +19,8 @@ constexpr int64_t feature_width = 128;
 
 // A conv without bias (the batch norm after it has one), batch norm and relu.
 Tensor conv_bn_relu(const Tensor& x, int64_t channels, const std::string& index) {
-    const Tensor y = conv2d(x, channels, 3,
-                            {.padding = 1, .bias = false, .name = "conv" + index, .weight_init = Initializer::he_normal});
+    const Tensor y = conv2d(
+        x, channels, 3, {.padding = 1, .bias = false, .name = "conv" + index, .weight_init = Initializer::he_normal});
     return relu(batch_norm(y, {.name = "bn" + index}), "relu" + index);
 }
 
@@ -68,7 +68,8 @@ Model transfer_finetune() {
     Model model("transfer_finetune", dense(backbone(), classes, {.name = "head"}), softmax_cross_entropy(),
                 crop_and_flip());
     model.freeze_through("pool1");
-    for (const char* layer : {"conv2", "bn2", "conv3", "bn3", "conv4", "bn4"}) model.set_learning_rate_scale(layer, 0.1);
+    for (const char* layer : {"conv2", "bn2", "conv3", "bn3", "conv4", "bn4"})
+        model.set_learning_rate_scale(layer, 0.1);
     return model;
 }
 CONVGEN_MODEL(transfer_finetune)

@@ -77,13 +77,20 @@ Flags parse_flags(int argc, char** argv) {
                 throw std::invalid_argument(flag + ": '" + value + "' is not a number\n" + usage);
             }
         };
-        if (flag == "--data") flags.data = value;
-        else if (flag == "--out") flags.out = value;
-        else if (flag == "--source-epochs") flags.source_epochs = static_cast<int>(number());
-        else if (flag == "--target-epochs") flags.target_epochs = static_cast<int>(number());
-        else if (flag == "--head-epochs") flags.head_epochs = static_cast<int>(number());
-        else if (flag == "--seed") flags.seed = number();
-        else throw std::invalid_argument("unknown flag " + flag + "\n" + usage);
+        if (flag == "--data")
+            flags.data = value;
+        else if (flag == "--out")
+            flags.out = value;
+        else if (flag == "--source-epochs")
+            flags.source_epochs = static_cast<int>(number());
+        else if (flag == "--target-epochs")
+            flags.target_epochs = static_cast<int>(number());
+        else if (flag == "--head-epochs")
+            flags.head_epochs = static_cast<int>(number());
+        else if (flag == "--seed")
+            flags.seed = number();
+        else
+            throw std::invalid_argument("unknown flag " + flag + "\n" + usage);
     }
     return flags;
 }
@@ -151,10 +158,10 @@ double train_head(transfer_head::Model& head, const std::vector<float>& features
                             batch_features.begin() + static_cast<int64_t>(i) * feature_width);
                 batch_labels[static_cast<size_t>(i)] = labels[static_cast<size_t>(sample)];
             }
-            head.set_sgd(static_cast<float>(scheduled_learning_rate(
-                             options.learning_rate, epoch * steps_per_epoch + step, total_steps,
-                             steps_per_epoch * options.warmup_epochs)),
-                         options.momentum, options.weight_decay);
+            head.set_sgd(
+                static_cast<float>(scheduled_learning_rate(options.learning_rate, epoch * steps_per_epoch + step,
+                                                           total_steps, steps_per_epoch * options.warmup_epochs)),
+                options.momentum, options.weight_decay);
             const auto result = head.train_step(batch_features.data(), batch_labels.data(), options.batch);
             loss += result.loss;
             correct += result.correct;
@@ -201,8 +208,7 @@ double step_milliseconds(Model& model, const ImageSet& set, const Normalisation&
 template <typename Report>
 void print_pretrained_report(const std::string& model, const Report& report) {
     fmt::print("{}.load_pretrained: {} loaded, {} kept ({}), {} unused ({})\n", model, report.loaded.size(),
-               report.kept.size(), fmt::join(report.kept, ", "), report.unused.size(),
-               fmt::join(report.unused, ", "));
+               report.kept.size(), fmt::join(report.kept, ", "), report.unused.size(), fmt::join(report.unused, ", "));
 }
 
 // Trains a target model on the images, printing a line per epoch; the per-epoch check uses a
@@ -215,9 +221,9 @@ double train_on_images(Model& model, const std::string& name, const ImageSet& tr
                options.momentum, options.weight_decay);
     const auto started = Clock::now();
     train(model, train_set, check_set, options, [](const EpochReport& r) {
-        fmt::print("  epoch {}: loss {:.4f}  train accuracy {:.2f}%  check accuracy {:.2f}%  {:.0f} images/s  {:.1f} s\n",
-                   r.epoch, r.loss, 100 * r.train_accuracy, 100 * r.test_accuracy, r.images_per_second,
-                   r.elapsed_seconds);
+        fmt::print(
+            "  epoch {}: loss {:.4f}  train accuracy {:.2f}%  check accuracy {:.2f}%  {:.0f} images/s  {:.1f} s\n",
+            r.epoch, r.loss, 100 * r.train_accuracy, 100 * r.test_accuracy, r.images_per_second, r.elapsed_seconds);
     });
     return seconds_since(started);
 }
@@ -229,8 +235,7 @@ int main(int argc, char** argv) {
     try {
         const Flags flags = parse_flags(argc, argv);
         fs::create_directories(flags.out);
-        const Normalisation normalisation{{cifar10::mean, cifar10::mean + 3},
-                                          {cifar10::std_dev, cifar10::std_dev + 3}};
+        const Normalisation normalisation{{cifar10::mean, cifar10::mean + 3}, {cifar10::std_dev, cifar10::std_dev + 3}};
 
         auto started = Clock::now();
         const ImageSet train_all = load_image_folder((fs::path(flags.data) / "train").string());
@@ -239,11 +244,11 @@ int main(int argc, char** argv) {
         const ImageSet target_train = examples::balanced_subset(classes_of(train_all, classes, classes), 500 * classes);
         const ImageSet target_test = classes_of(test_all, classes, classes);
         const ImageSet target_check = examples::balanced_subset(target_test, 500);
-        fmt::print("CIFAR-10 from {} in {:.1f} s\n  source task ({}): {} training, {} test images\n"
-                   "  target task ({}): {} training (500 per class), {} test images\n",
-                   flags.data, seconds_since(started), fmt::join(source_train.class_names, ", "), source_train.count,
-                   source_test.count, fmt::join(target_train.class_names, ", "), target_train.count,
-                   target_test.count);
+        fmt::print(
+            "CIFAR-10 from {} in {:.1f} s\n  source task ({}): {} training, {} test images\n"
+            "  target task ({}): {} training (500 per class), {} test images\n",
+            flags.data, seconds_since(started), fmt::join(source_train.class_names, ", "), source_train.count,
+            source_test.count, fmt::join(target_train.class_names, ", "), target_train.count, target_test.count);
 
         TrainOptions options;
         options.batch = 128;
@@ -306,9 +311,10 @@ int main(int argc, char** argv) {
         }
         const double extraction_accuracy = evaluate(frozen, target_test, normalisation);
         const double extraction_seconds = caching_seconds + head_seconds;
-        fmt::print("feature extraction: head trained for {} epochs in {:.2f} s; test accuracy {:.2f}% on the cached "
-                   "features, {:.2f}% with the head copied into transfer_frozen on the images\n",
-                   flags.head_epochs, head_seconds, 100 * head_test_accuracy, 100 * extraction_accuracy);
+        fmt::print(
+            "feature extraction: head trained for {} epochs in {:.2f} s; test accuracy {:.2f}% on the cached "
+            "features, {:.2f}% with the head copied into transfer_frozen on the images\n",
+            flags.head_epochs, head_seconds, 100 * head_test_accuracy, 100 * extraction_accuracy);
 
         // (c) Fine-tuning.
         transfer_finetune::Model finetune(flags.seed);
@@ -350,9 +356,9 @@ int main(int argc, char** argv) {
             "{:.2f} s head) | {:.3f} (head on cached features); {:.1f} (transfer_frozen on images) |\n",
             flags.head_epochs, 100 * extraction_accuracy, extraction_seconds, caching_seconds, head_seconds, head_ms,
             frozen_ms);
-        table += fmt::format(
-            "| fine-tuning (block 1 frozen, rest at 0.1x lr, {} epochs) | {:.2f}% | {:.1f} s | {:.1f} |\n",
-            flags.target_epochs, 100 * finetune_accuracy, finetune_seconds, finetune_ms);
+        table +=
+            fmt::format("| fine-tuning (block 1 frozen, rest at 0.1x lr, {} epochs) | {:.2f}% | {:.1f} s | {:.1f} |\n",
+                        flags.target_epochs, 100 * finetune_accuracy, finetune_seconds, finetune_ms);
         std::string notes = fmt::format(
             "\nTarget task: CIFAR-10 classes 5-9 ({}), 500 training images per class, tested on all {} test images "
             "of those classes. Backbone pretrained on classes 0-4 ({} images, {} epochs{}; source test accuracy "
