@@ -179,6 +179,20 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         for (const KernelCall& call : p.program.calls) names.push_back(fmt::format("\"{}\"", call.what));
         out += fmt::format("const char* const {}_call_names[] = {{{}}};\n", p.name, fmt::join(names, ", "));
         out += fmt::format("constexpr int {}_call_count = {};\n", p.name, names.size());
+        // The float tensors each call writes, for finding where a value first went non-finite.
+        std::vector<int> written, begin = {0};
+        for (const KernelCall& call : p.program.calls) {
+            for (size_t s = call.slots.size() - static_cast<size_t>(call.outputs); s < call.slots.size(); s++) {
+                const Slot& slot = call.slots[s];
+                if (slot.kind == SlotKind::tensor && !p.program.tensors[static_cast<size_t>(slot.index)].is_uint8) {
+                    written.push_back(slot.index);
+                }
+            }
+            begin.push_back(static_cast<int>(written.size()));
+        }
+        if (written.empty()) written.push_back(-1);
+        out += fmt::format("const int {}_written_tensors[] = {{{}}};\n", p.name, fmt::join(written, ", "));
+        out += fmt::format("const int {}_written_begin[] = {{{}}};\n", p.name, fmt::join(begin, ", "));
         out += fmt::format("const TensorDescriptor {}_tensors[] = {{\n", p.name);
         for (const ProgramTensor& t : p.program.tensors) {
             std::vector<int64_t> extents = t.extents;

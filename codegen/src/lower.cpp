@@ -250,6 +250,7 @@ class Kernel {
         return output(std::vector<Slot>{slot}, std::move(func), extents, batched);
     }
 
+    int output_count() const { return static_cast<int>(outputs_slots_.size()); }
     std::vector<Slot> slots() const {
         std::vector<Slot> all = inputs_;
         all.insert(all.end(), outputs_slots_.begin(), outputs_slots_.end());
@@ -547,7 +548,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         // The body run once here, for the slots this call binds (kernels are built per target later).
         Kernel probe(Halide::get_host_target(), database_, training_);
         body(probe);
-        program_.calls.push_back({k, probe.slots(), what});
+        program_.calls.push_back({k, probe.slots(), probe.output_count(), what});
     }
 
     static schedules::ConvGeometry conv_geometry(const Node& n, const Shape& in) {
@@ -1123,7 +1124,7 @@ Program plan_augmentation(const Model& model) {
     const Slot out{SlotKind::augmented_images, -1};
     Kernel probe(Halide::get_host_target(), nullptr, true);
     augment_kernel(probe, model, out);
-    program.calls.push_back({0, probe.slots(), "augment images"});
+    program.calls.push_back({0, probe.slots(), probe.output_count(), "augment images"});
     program.build = [&model, out](int, const Halide::Target& target) {
         Kernel kernel(target, nullptr, true);
         augment_kernel(kernel, model, out);

@@ -1237,6 +1237,23 @@ TEST_SUITE("generated library") {
             CHECK(snapshot(model) == before);
             REQUIRE(small_cnn_set_sgd(model.handle(), 0.01f, 0.9f, 0.0f) == CONVGEN_OK);
         }
+        // Weights so large that the first layer overflows: the message names the step and the
+        // first call whose output went non-finite.
+        {
+            const Snapshot before = snapshot(model);
+            const std::vector<float> original = model.get_parameter("conv1.weight");
+            const std::vector<float> huge(original.size(), 1e38f);
+            REQUIRE(std::string(small_cnn_parameter_name(0)) == "conv1.weight");
+            model.set_parameter("conv1.weight", huge);
+            const int status =
+                small_cnn_train_step(model.handle(), clean.images.data(), clean.labels.data(), 4, nullptr, nullptr);
+            CHECK(status == CONVGEN_ERROR_NON_FINITE);
+            CHECK(contains(small_cnn_last_error(model.handle()), "at step 2"));
+            CHECK(contains(small_cnn_last_error(model.handle()),
+                           "the first non-finite value is in the output of 'forward conv1+relu1' (tensor 'relu1')"));
+            model.set_parameter("conv1.weight", original);
+            CHECK(snapshot(model) == before);
+        }
         // Momentum untouched as well: the next clean step matches the twin's.
         const float a = model.train_step(clean.images.data(), clean.labels.data(), 4).loss;
         const float b = twin.train_step(clean.images.data(), clean.labels.data(), 4).loss;

@@ -72,6 +72,7 @@ struct ProgramTensor {
 struct KernelCall {
     int kernel = -1;
     std::vector<Slot> slots;  // the kernel's arguments then its outputs, in signature order
+    int outputs = 0;          // how many of the slots, at the end, are outputs
     std::string what;         // "forward conv1", for errors and profiles
 };
 
