@@ -361,13 +361,14 @@ int main(int argc, char** argv) {
                         flags.target_epochs, 100 * finetune_accuracy, finetune_seconds, finetune_ms);
         std::string notes = fmt::format(
             "\nTarget task: CIFAR-10 classes 5-9 ({}), 500 training images per class, tested on all {} test images "
-            "of those classes. Backbone pretrained on classes 0-4 ({} images, {} epochs{}; source test accuracy "
+            "of those classes. Backbone pretrained on classes 0-4 ({} images, {}; source test accuracy "
             "{:.2f}%). Scratch and fine-tuning: {} steps of batch {} with random crop and flip; their training time "
             "includes a 500-image check after each epoch. Feature extraction: {:.0f}x faster than fine-tuning; "
             "the head alone scores {:.2f}% on the cached test features. A step of transfer_frozen (whole backbone "
             "frozen) takes {:.0f}% of a full step, fine-tuning's {:.0f}%.\n",
-            fmt::join(target_train.class_names, ", "), target_test.count, source_train.count, flags.source_epochs,
-            reused ? ", checkpoint reused from an earlier run" : fmt::format(", {:.0f} s", source_seconds),
+            fmt::join(target_train.class_names, ", "), target_test.count, source_train.count,
+            reused ? "checkpoint reused from an earlier run"
+                   : fmt::format("{} epochs, {:.0f} s", flags.source_epochs, source_seconds),
             100 * source_accuracy, step_count, target_options.batch, finetune_seconds / extraction_seconds,
             100 * head_test_accuracy, 100 * frozen_ms / scratch_ms, 100 * finetune_ms / scratch_ms);
         fmt::print("\n{}{}", table, notes);
