@@ -23,7 +23,8 @@ ScheduleDatabase ScheduleDatabase::load(const std::string& path) {
     auto fail = [&](const std::string& what) {
         throw std::runtime_error(fmt::format("{}: {}", path, what));
     };
-    if (!document.is_object() || document.value("format", "") != "convgen-schedules") {
+    // (json::value would throw its own type_error on a "format" that is not a string.)
+    if (!document.is_object() || !document.contains("format") || document["format"] != "convgen-schedules") {
         fail("not a convgen schedule database (expected an object with \"format\": \"convgen-schedules\")");
     }
     if (!document.contains("version") || document["version"] != 1) fail("unsupported version (expected 1)");
