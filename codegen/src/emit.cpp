@@ -196,7 +196,10 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         out += fmt::format("const TensorDescriptor {}_tensors[] = {{\n", p.name);
         for (const ProgramTensor& t : p.program.tensors) {
             std::vector<int64_t> extents = t.extents;
-            extents.resize(3, 0);
+            if (t.extents.size() + (t.batched ? 1 : 0) > 4) {
+                throw std::logic_error(fmt::format("tensor '{}' has more than 4 dimensions", t.name));
+            }
+            extents.resize(4, 0);
             out += fmt::format("    {{\"{}\", {}, {{{}}}, {}, {}}},\n", t.name, t.extents.size(),
                                fmt::join(extents, ", "), t.batched, t.is_uint8);
         }

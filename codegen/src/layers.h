@@ -124,4 +124,14 @@ schedules::ParameterUpdateStages sgd_momentum_update(const std::string& name, co
                                                      int dimensions, const Halide::Expr& learning_rate,
                                                      const Halide::Expr& momentum, const Halide::Expr& weight_decay);
 
+// Gradient clipping by global norm (PyTorch's clip_grad_norm_): the sum of squares of one
+// gradient (0-D), and from all of them the norm and the factor min(1, max_norm / (norm + 1e-6)).
+Halide::Func sum_of_squares(const std::string& name, const Halide::Func& gradient, const std::vector<int64_t>& extents);
+struct GradientClipping {
+    Halide::Func norm, scale;  // 0-D
+};
+GradientClipping clip_by_global_norm(const std::string& name, const std::vector<Halide::Func>& sums_of_squares,
+                                     double max_norm);
+Halide::Func scaled_by_scalar(const Halide::Func& value, const Halide::Func& scale, int dimensions);
+
 }  // namespace convgen::codegen

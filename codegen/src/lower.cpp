@@ -331,6 +331,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
             plan_loss(output);
             for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) plan_backward(*it);
+            if (clipping()) add_call("clip and update", "clip gradients and update", [this](Kernel& k) { clip_and_update(k); });
             for (size_t p = 0; p < layouts_.size(); p++) {
                 if (!updated_[p] && !model_.is_frozen(graph_of_model().node(layouts_[p].spec.node).name)) {
                     throw ModelError(
@@ -832,8 +833,64 @@ class Planner : public std::enable_shared_from_this<Planner> {
     }
 
     // SGD with momentum for one parameter, fused into the backward kernel that computed its gradient.
+    bool clipping() const { return training_ && model_.gradient_clip_norm() > 0; }
+
+    // A trained parameter's gradient kept for the update after the backward pass (with clipping).
+    struct ClippedParameter {
+        int parameter;
+        int gradient_tensor;
+        double learning_rate_scale;
+    };
+
+    int gradient_tensor_of(int p) const {
+        for (const ClippedParameter& c : clipped_) {
+            if (c.parameter == p) return c.gradient_tensor;
+        }
+        return -1;
+    }
+
+    // Every trained parameter's gradient scaled by min(1, max_norm / (global norm + 1e-6)), then
+    // SGD with momentum, as PyTorch's clip_grad_norm_ before optimizer.step().
+    void clip_and_update(Kernel& k) const {
+        std::vector<Func> gradients, squares;
+        for (const ClippedParameter& c : clipped_) {
+            const ParameterLayout& layout = layouts_[static_cast<size_t>(c.parameter)];
+            gradients.push_back(k.tensor({SlotKind::tensor, c.gradient_tensor}, layout.internal_extents, false).func);
+            squares.push_back(sum_of_squares(fmt::format("squares{}", c.parameter), gradients.back(),
+                                             layout.internal_extents));
+        }
+        const GradientClipping clip = clip_by_global_norm("clip", squares, model_.gradient_clip_norm());
+        schedules::cpu::schedule_sums_of_squares(squares, k.context);
+        for (size_t i = 0; i < clipped_.size(); i++) {
+            const ClippedParameter& c = clipped_[i];
+            const ParameterLayout& layout = layouts_[static_cast<size_t>(c.parameter)];
+            const int dims = static_cast<int>(layout.internal_extents.size());
+            Func value = k.parameter({SlotKind::value, c.parameter}, layout.internal_extents);
+            Func velocity = k.parameter({SlotKind::velocity, c.parameter}, layout.internal_extents);
+            Expr learning_rate = k.scalar(SlotKind::learning_rate);
+            if (c.learning_rate_scale != 1) learning_rate = learning_rate * static_cast<float>(c.learning_rate_scale);
+            schedules::ParameterUpdateStages update = sgd_momentum_update(
+                fmt::format("update{}", c.parameter), value, velocity, scaled_by_scalar(gradients[i], clip.scale, dims),
+                dims, learning_rate, k.scalar(SlotKind::momentum), k.scalar(SlotKind::weight_decay));
+            update.innermost_extent = layout.internal_extents[0];
+            schedules::cpu::schedule_parameter_update(update, k.context);
+            k.output({SlotKind::new_value, c.parameter}, update.new_value, layout.internal_extents, false);
+            k.output({SlotKind::new_velocity, c.parameter}, update.new_velocity, layout.internal_extents, false);
+        }
+    }
+
     void update_parameter(Kernel& k, const Node& layer, const std::string& name, const Func& gradient) {
         const int p = parameter_index(name);
+        if (clipping()) {
+            const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
+            const std::vector<Halide::Var> vars = numbered_vars("g", static_cast<int>(layout.internal_extents.size()));
+            const std::vector<Expr> args(vars.begin(), vars.end());
+            Func copy("gradient_out");
+            copy(args) = gradient(args);
+            schedules::cpu::schedule_gradient_copy(copy, layout.internal_extents[0], k.context);
+            k.output({SlotKind::tensor, gradient_tensor_of(p)}, copy, layout.internal_extents, false);
+            return;
+        }
         const double scale = model_.learning_rate_scale(layer.name);
         Expr learning_rate = k.scalar(SlotKind::learning_rate);
         if (scale != 1) learning_rate = learning_rate * static_cast<float>(scale);
@@ -865,7 +922,14 @@ class Planner : public std::enable_shared_from_this<Planner> {
             if (frozen(id)) continue;
             for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"}) {
                 const int p = parameter_index(node(id).name + suffix);
-                if (p >= 0) updated_[static_cast<size_t>(p)] = true;
+                if (p < 0) continue;
+                updated_[static_cast<size_t>(p)] = true;
+                // With clipping, the backward kernel writes the gradient out for the update after it.
+                const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
+                if (clipping() && layout.spec.trainable) {
+                    clipped_.push_back({p, add_tensor(layout.spec.name + ".grad", layout.internal_extents, false),
+                                        model_.learning_rate_scale(node(id).name)});
+                }
             }
         }
         // A sum without an activation passes its gradient on as it is.
@@ -1083,6 +1147,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::vector<std::vector<int>> contributions_;
     std::vector<bool> updated_;
     std::vector<bool> trains_;  // per node: whether its value depends on a parameter that trains
+    std::vector<ClippedParameter> clipped_;  // with gradient clipping: what the update kernel reads
     std::map<int, std::pair<int, int>> stats_;  // batch-norm node -> (mean, variance) tensors
     std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
     std::map<int, int> other_addend_;           // add fused into a group -> its input from outside

@@ -136,6 +136,15 @@ Model& Model::set_learning_rate_scale(const std::string& layer, double scale) {
     return *this;
 }
 
+Model& Model::clip_gradient_norm(double max_norm) {
+    if (!(max_norm > 0) || !std::isfinite(max_norm)) {
+        throw ModelError(fmt::format("model '{}': clip_gradient_norm: the norm must be positive and finite, got {:g}",
+                                     name_, max_norm));
+    }
+    gradient_clip_norm_ = max_norm;
+    return *this;
+}
+
 double Model::learning_rate_scale(const std::string& layer) const {
     auto found = learning_rate_scales_.find(layer);
     return found == learning_rate_scales_.end() ? 1.0 : found->second;

@@ -3,8 +3,9 @@
 // off one SGD step with learning rate 1 and no momentum (g = w - w'), and compared with central
 // differences of the training-mode loss (a step with learning rate 0 leaves the weights as they
 // are). Layers after the first conv are also checked through their input gradients, which that
-// conv's weight gradient depends on. Also: dropout's masks.
+// conv's weight gradient depends on. Also: dropout's masks, and gradient clipping by global norm.
 #include "branch_net.hpp"
+#include "clipped_norm_net.hpp"
 #include "dropout_net.hpp"
 #include "norm_net.hpp"
 
@@ -122,5 +123,55 @@ TEST_SUITE("layer gradients") {
 
         dropout_net::Model model(5);
         CHECK(model.predict(features.data(), batch) == model.predict(features.data(), batch));
+    }
+
+    TEST_CASE("clipping by global norm scales every gradient by max_norm / norm, as PyTorch's clip_grad_norm_") {
+        constexpr int batch = 6;
+        std::mt19937 random(9);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> images(static_cast<size_t>(batch) * norm_net::Model::input_size);
+        for (float& v : images) v = normal(random);
+        std::vector<int32_t> labels(batch);
+        for (int i = 0; i < batch; i++) labels[static_cast<size_t>(i)] = i % norm_net::Model::classes;
+
+        norm_net::Model plain(4);
+        clipped_norm_net::Model clipped(5);
+        for (const auto& p : norm_net::Model::parameters()) clipped.set_parameter(p.name, plain.get_parameter(p.name));
+        // Plain SGD: each update is -rate * gradient, so the unclipped step's updates give the gradients.
+        constexpr float rate = 0.5f;
+        plain.set_sgd(rate, 0.0f, 0.0f);
+        clipped.set_sgd(rate, 0.0f, 0.0f);
+        std::vector<std::vector<float>> before;
+        for (const auto& p : norm_net::Model::parameters()) before.push_back(plain.get_parameter(p.name));
+        const float plain_loss = plain.train_step(images.data(), labels.data(), batch).loss;
+        const float clipped_loss = clipped.train_step(images.data(), labels.data(), batch).loss;
+        CHECK(clipped_loss == doctest::Approx(plain_loss).epsilon(1e-6));
+
+        double squares = 0;
+        std::vector<std::vector<float>> plain_updates;
+        size_t i = 0;
+        for (const auto& p : norm_net::Model::parameters()) {
+            std::vector<float> update = plain.get_parameter(p.name);
+            for (size_t e = 0; e < update.size(); e++) update[e] -= before[i][e];
+            if (!is_state(p.name)) {
+                for (float u : update) squares += double(u / rate) * double(u / rate);
+            }
+            plain_updates.push_back(update);
+            i++;
+        }
+        const double norm = std::sqrt(squares);
+        REQUIRE(norm > 0.05);  // the step is clipped
+        const double scale = 0.05 / (norm + 1e-6);
+        i = 0;
+        for (const auto& p : norm_net::Model::parameters()) {
+            CAPTURE(p.name);
+            const std::vector<float> after = clipped.get_parameter(p.name);
+            for (size_t e = 0; e < after.size(); e++) {
+                // Running statistics are not gradients: they move as in the plain step.
+                const double expected = before[i][e] + plain_updates[i][e] * (is_state(p.name) ? 1.0 : scale);
+                CHECK(after[e] == doctest::Approx(expected).epsilon(1e-4).scale(1e-3));
+            }
+            i++;
+        }
     }
 }

@@ -7,14 +7,25 @@ using namespace convgen;
 
 // Batch norm (trained and folded), relu6, a depthwise strided conv, leaky_relu, global average pooling.
 // [3, 8, 8] -> conv1/bn1 [8, 8, 8] -> conv2/bn2 [8, 4, 4] -> [8, 1, 1] -> fc [4]
-Model norm_net() {
+static Tensor norm_net_logits() {
     auto x = input("image", Shape{3, 8, 8});
     x = conv2d(x, 8, 3, {.padding = 1, .bias = false, .name = "conv1"}) | batch_norm({.name = "bn1"}) | relu6;
     x = conv2d(x, 8, 3, {.stride = 2, .padding = 1, .groups = 8, .name = "conv2"}) | batch_norm({.name = "bn2"});
-    x = leaky_relu(x, 0.1) | global_avg_pool | flatten | dense(4, {.name = "fc"});
-    return Model("norm_net", x, softmax_cross_entropy());
+    return leaky_relu(x, 0.1) | global_avg_pool | flatten | dense(4, {.name = "fc"});
+}
+
+Model norm_net() {
+    return Model("norm_net", norm_net_logits(), softmax_cross_entropy());
 }
 CONVGEN_MODEL(norm_net)
+
+// norm_net with gradient clipping by global norm, at a norm small enough to clip every step.
+Model clipped_norm_net() {
+    Model model("clipped_norm_net", norm_net_logits(), softmax_cross_entropy());
+    model.clip_gradient_norm(0.05);
+    return model;
+}
+CONVGEN_MODEL(clipped_norm_net)
 
 // Branches: a dilated conv, tanh and sigmoid, concat, a grouped conv, a residual add with a 1x1
 // projection, overlapping average pooling, and a softmax output layer.

@@ -53,6 +53,13 @@ class Model {
     // pretrained backbone is fine-tuned more gently than a new head.
     Model& set_learning_rate_scale(const std::string& layer, double scale);
 
+    // Gradient clipping by global norm, as PyTorch's clip_grad_norm_: when the L2 norm of all
+    // trained parameters' gradients together exceeds max_norm, every gradient is scaled by
+    // max_norm / (norm + 1e-6) before the update (weight decay is added after, as SGD does).
+    // The step then updates parameters in a kernel of its own, after the whole backward pass.
+    Model& clip_gradient_norm(double max_norm);
+    double gradient_clip_norm() const { return gradient_clip_norm_; }  // 0: no clipping
+
     bool is_frozen(const std::string& layer) const { return frozen_.count(layer) != 0; }
     double learning_rate_scale(const std::string& layer) const;
 
@@ -67,6 +74,7 @@ class Model {
     Augmentation augmentation_;
     std::set<std::string> frozen_;
     std::map<std::string, double> learning_rate_scales_;
+    double gradient_clip_norm_ = 0;
 };
 
 using ModelFactory = Model (*)();

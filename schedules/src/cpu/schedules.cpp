@@ -321,6 +321,16 @@ void schedule_elementwise(ElementwiseStage stage, const Context& context) {
     stored_elementwise(stage.func, context.vector_width());
 }
 
+void schedule_gradient_copy(Func copy, int64_t innermost_extent, const Context& context) {
+    const int vw = context.vector_width();
+    if (innermost_extent >= vw) copy.vectorize(copy.args()[0], vw, TailStrategy::GuardWithIf);
+}
+
+void schedule_sums_of_squares(const std::vector<Func>& sums, const Context&) {
+    // Serial sums, once per step: small next to the backward pass that produced the gradients.
+    for (Func sum : sums) sum.compute_root();
+}
+
 namespace {
 
 TailStrategy channel_tail(int64_t channels, int vector_width) {

@@ -31,6 +31,10 @@ void schedule_dense_backward(DenseBackwardStages stages, const Context& context)
 // A pointwise stage that is stored (computed at root): activation outputs, adjoints read by a
 // reduction.
 void schedule_elementwise(ElementwiseStage stage, const Context& context);
+// Gradient clipping: a gradient written out for the update after the backward pass, and the
+// 0-D sums of squares of all the gradients.
+void schedule_gradient_copy(Halide::Func copy, int64_t innermost_extent, const Context& context);
+void schedule_sums_of_squares(const std::vector<Halide::Func>& sums, const Context& context);
 void schedule_batch_norm(BatchNormStages stages, const Context& context);
 void schedule_batch_norm_backward(BatchNormBackwardStages stages, const Context& context);
 void schedule_global_pool(GlobalPoolStages stages, const Context& context);
