@@ -391,6 +391,11 @@ TEST_SUITE("dsl shapes") {
         CHECK(model.learning_rate_scale("conv2") == 1);
         CHECK(error_of([&] { model.freeze("head"); }) ==
               "model 'm': freeze: layer 'head' has a learning-rate scale; a frozen layer does not train");
+        CHECK(error_of([&] { model.clip_gradient_norm(0); }) ==
+              "model 'm': clip_gradient_norm: the norm must be positive and finite, got 0");
+        CHECK(model.gradient_clip_norm() == 0);
+        model.clip_gradient_norm(5);
+        CHECK(model.gradient_clip_norm() == 5);
     }
 
 }  // TEST_SUITE
