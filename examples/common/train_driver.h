@@ -1,5 +1,5 @@
 // What the training examples share: their command line, the per-epoch report, a PNG of what
-// the network sees after augmentation, a per-epoch CSV and the checkpoint.
+// the network sees after augmentation, a per-epoch CSV, the training curves and the checkpoint.
 //
 //   --data DIR  --epochs N  --batch N  --lr X  --weight-decay X  --warmup N  --seed N
 //   --train-samples N (a balanced subset of N training images)  --no-augmentation  --no-prefetch  --out DIR
@@ -8,6 +8,7 @@
 #include <convgen/runtime/batches.h>
 #include <convgen/runtime/image_grid.h>
 #include <convgen/runtime/trainer.h>
+#include <convgen/runtime/visualise.h>
 
 #include <fmt/format.h>
 
@@ -113,7 +114,8 @@ std::string write_augmented_grid(Model& model, const convgen::runtime::ImageSet&
 }
 
 // Trains `model` with the options of `line`, printing a line per epoch and writing
-// `out/<name>_epochs.csv`, `out/augmented.png` and the checkpoint `out/<name>.safetensors`.
+// `out/<name>_epochs.csv`, `out/<name>_training_curves.svg`, `out/augmented.png` and the checkpoint
+// `out/<name>.safetensors`.
 // Returns the last epoch's report.
 template <typename Model, typename TrainSet, typename TestSet>
 convgen::runtime::EpochReport train_and_report(Model& model, const std::string& name,
@@ -148,7 +150,10 @@ convgen::runtime::EpochReport train_and_report(Model& model, const std::string& 
     });
     const std::string checkpoint = (fs::path(line.out) / (name + ".safetensors")).string();
     model.save(checkpoint);
-    fmt::print("checkpoint saved to {}; per-epoch figures in {}\n", checkpoint, csv_path);
+    const std::string curves = (fs::path(line.out) / (name + "_training_curves.svg")).string();
+    convgen::runtime::write_training_curves_svg(curves, reports);
+    fmt::print("checkpoint saved to {}; per-epoch figures in {}; training curves in {}\n", checkpoint, csv_path,
+               curves);
     return reports.empty() ? EpochReport{} : reports.back();
 }
 
