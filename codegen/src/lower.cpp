@@ -333,7 +333,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) plan_backward(*it);
             if (clipping()) add_call("clip and update", "clip gradients and update", [this](Kernel& k) { clip_and_update(k); });
             for (size_t p = 0; p < layouts_.size(); p++) {
-                if (!updated_[p] && !model_.is_frozen(graph_of_model().node(layouts_[p].spec.node).name)) {
+                if (!updated_[p] && !model_.is_frozen(model_.graph().node(layouts_[p].spec.node).name)) {
                     throw ModelError(
                         fmt::format("model '{}': parameter '{}' receives no gradient (its layer does not "
                                     "lead to the output)",
@@ -344,13 +344,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
         } else {
             plan_probabilities(output);
         }
-        for (const auto& [layer, id] : canonical_.layer_values) {
-            const int tensor = tensor_of_[static_cast<size_t>(source_of(id))];
+        for (const Node& layer : model_.graph().nodes()) {
+            auto value = canonical_.layer_values.find(layer.name);
+            if (value == canonical_.layer_values.end()) continue;
+            const int tensor = tensor_of_[static_cast<size_t>(source_of(value->second))];
             // A flatten's values are its input's in another order: not kept as the layer gives them.
-            if (tensor >= 0 && node(id).kind != LayerKind::flatten) program_.layer_outputs.push_back({layer, tensor});
+            if (tensor >= 0 && node(value->second).kind != LayerKind::flatten) {
+                program_.layer_outputs.push_back({layer.name, tensor});
+            }
         }
-        std::sort(program_.layer_outputs.begin(), program_.layer_outputs.end(),
-                  [this](const auto& a, const auto& b) { return layer_order(a.first) < layer_order(b.first); });
         std::shared_ptr<Planner> self = shared_from_this();
         program_.build = [self](int k, const Halide::Target& target) {
             Kernel kernel(target, self->database_, self->training_);
@@ -370,16 +372,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
     };
 
     const Node& node(int id) const { return graph_.node(id); }
-    const Graph& graph_of_model() const { return model_.graph(); }
-    int layer_order(const std::string& layer) const {
-        for (const Node& n : graph_of_model().nodes()) {
-            if (n.name == layer) return n.id;
-        }
-        return -1;
-    }
 
     // Frozen layers matter only to training: inference runs every layer the same way.
     bool frozen(int id) const { return training_ && model_.is_frozen(node(id).name); }
+
+    // A weight or a bias that the step trains.
+    bool has_trained_parameters(int id) const {
+        return !frozen(id) &&
+               (parameter_index(node(id).name + ".weight") >= 0 || parameter_index(node(id).name + ".bias") >= 0);
+    }
 
     // Whether a node's value depends on parameters that train: only then does the step need its
     // gradient. (Never at inference.)
@@ -387,8 +388,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         trains_.assign(graph_.nodes().size(), false);
         if (!training_) return;
         for (const Node& n : graph_.nodes()) {
-            bool trains = !frozen(n.id) && (parameter_index(n.name + ".weight") >= 0 ||
-                                            parameter_index(n.name + ".bias") >= 0);
+            bool trains = has_trained_parameters(n.id);
             for (int input : n.inputs) trains = trains || trains_[static_cast<size_t>(input)];
             trains_[static_cast<size_t>(n.id)] = trains;
         }
@@ -832,7 +832,6 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return sum;
     }
 
-    // SGD with momentum for one parameter, fused into the backward kernel that computed its gradient.
     bool clipping() const { return training_ && model_.gradient_clip_norm() > 0; }
 
     // A trained parameter's gradient kept for the update after the backward pass (with clipping).
@@ -863,22 +862,31 @@ class Planner : public std::enable_shared_from_this<Planner> {
         schedules::cpu::schedule_sums_of_squares(squares, k.context);
         for (size_t i = 0; i < clipped_.size(); i++) {
             const ClippedParameter& c = clipped_[i];
-            const ParameterLayout& layout = layouts_[static_cast<size_t>(c.parameter)];
-            const int dims = static_cast<int>(layout.internal_extents.size());
-            Func value = k.parameter({SlotKind::value, c.parameter}, layout.internal_extents);
-            Func velocity = k.parameter({SlotKind::velocity, c.parameter}, layout.internal_extents);
-            Expr learning_rate = k.scalar(SlotKind::learning_rate);
-            if (c.learning_rate_scale != 1) learning_rate = learning_rate * static_cast<float>(c.learning_rate_scale);
-            schedules::ParameterUpdateStages update = sgd_momentum_update(
-                fmt::format("update{}", c.parameter), value, velocity, scaled_by_scalar(gradients[i], clip.scale, dims),
-                dims, learning_rate, k.scalar(SlotKind::momentum), k.scalar(SlotKind::weight_decay));
-            update.innermost_extent = layout.internal_extents[0];
-            schedules::cpu::schedule_parameter_update(update, k.context);
-            k.output({SlotKind::new_value, c.parameter}, update.new_value, layout.internal_extents, false);
-            k.output({SlotKind::new_velocity, c.parameter}, update.new_velocity, layout.internal_extents, false);
+            const int dims = static_cast<int>(layouts_[static_cast<size_t>(c.parameter)].internal_extents.size());
+            sgd_update(k, c.parameter, c.learning_rate_scale, scaled_by_scalar(gradients[i], clip.scale, dims),
+                       fmt::format("update{}", c.parameter));
         }
     }
 
+    // SGD with momentum of parameter p from its gradient: new value and velocity are outputs.
+    void sgd_update(Kernel& k, int p, double learning_rate_scale, const Func& gradient, const std::string& name) const {
+        const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
+        const int dims = static_cast<int>(layout.internal_extents.size());
+        Func value = k.parameter({SlotKind::value, p}, layout.internal_extents);
+        Func velocity = k.parameter({SlotKind::velocity, p}, layout.internal_extents);
+        Expr learning_rate = k.scalar(SlotKind::learning_rate);
+        if (learning_rate_scale != 1) learning_rate = learning_rate * static_cast<float>(learning_rate_scale);
+        schedules::ParameterUpdateStages update = sgd_momentum_update(
+            name, value, velocity, gradient, dims, learning_rate, k.scalar(SlotKind::momentum),
+            k.scalar(SlotKind::weight_decay));
+        update.innermost_extent = layout.internal_extents[0];
+        schedules::cpu::schedule_parameter_update(update, k.context);
+        k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
+        k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);
+    }
+
+    // SGD with momentum for one parameter, fused into the backward kernel that computed its
+    // gradient; with clipping, the gradient written out for the update after the backward pass.
     void update_parameter(Kernel& k, const Node& layer, const std::string& name, const Func& gradient) {
         const int p = parameter_index(name);
         if (clipping()) {
@@ -891,20 +899,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             k.output({SlotKind::tensor, gradient_tensor_of(p)}, copy, layout.internal_extents, false);
             return;
         }
-        const double scale = model_.learning_rate_scale(layer.name);
-        Expr learning_rate = k.scalar(SlotKind::learning_rate);
-        if (scale != 1) learning_rate = learning_rate * static_cast<float>(scale);
-        const ParameterLayout& layout = layouts_[static_cast<size_t>(p)];
-        const int dims = static_cast<int>(layout.internal_extents.size());
-        Func value = k.parameter({SlotKind::value, p}, layout.internal_extents);
-        Func velocity = k.parameter({SlotKind::velocity, p}, layout.internal_extents);
-        schedules::ParameterUpdateStages update =
-            sgd_momentum_update("update", value, velocity, gradient, dims, learning_rate,
-                                k.scalar(SlotKind::momentum), k.scalar(SlotKind::weight_decay));
-        update.innermost_extent = layout.internal_extents[0];
-        schedules::cpu::schedule_parameter_update(update, k.context);
-        k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
-        k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);
+        sgd_update(k, p, model_.learning_rate_scale(layer.name), gradient, "update");
     }
 
     // A layer's weight, and its bias where it has one, updated from their gradients.
@@ -975,11 +970,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
         }
         // A frozen layer whose inputs need no gradient has nothing left to compute.
-        const bool own_parameters = !frozen(head.id) && (parameter_index(head.name + ".weight") >= 0 ||
-                                                         parameter_index(head.name + ".bias") >= 0);
         const bool passes_gradient =
             addend_grad >= 0 || std::any_of(input_grads.begin(), input_grads.end(), [](int g) { return g >= 0; });
-        if (!own_parameters && !passes_gradient) return;
+        if (!has_trained_parameters(head.id) && !passes_gradient) return;
         std::string key = group_key("backward", group) + fmt::format(" grads{}", incoming.size());
         for (int g : input_grads) key += g >= 0 ? " in-grad" : " no-in-grad";
         if (addend_grad >= 0) key += " addend-grad";
