@@ -3,9 +3,11 @@
 //
 //   --data DIR  --epochs N  --batch N  --lr X  --weight-decay X  --warmup N  --seed N
 //   --train-samples N (a balanced subset of N training images)  --no-augmentation  --no-prefetch  --out DIR
+//   --resume (continue from the checkpoint in --out, which is rewritten after every epoch)
 #pragma once
 
 #include <convgen/runtime/batches.h>
+#include <convgen/runtime/dataset.h>
 #include <convgen/runtime/image_grid.h>
 #include <convgen/runtime/trainer.h>
 #include <convgen/runtime/visualise.h>
@@ -18,6 +20,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace examples {
@@ -26,6 +29,7 @@ struct CommandLine {
     std::string data;
     std::string out = ".";
     bool augmentation = true;
+    bool resume = false;
     int64_t train_samples = 0;  // 0: all
     convgen::runtime::TrainOptions options;
 };
@@ -35,7 +39,7 @@ inline CommandLine parse_command_line(int argc, char** argv, CommandLine default
     CommandLine line = std::move(defaults);
     const std::string usage = fmt::format(
         "usage: {} [--data DIR] [--epochs N] [--batch N] [--lr X] [--weight-decay X] [--warmup EPOCHS] [--seed N] "
-        "[--train-samples N] [--no-augmentation] [--no-prefetch] [--out DIR]",
+        "[--train-samples N] [--no-augmentation] [--no-prefetch] [--out DIR] [--resume]",
         std::filesystem::path(argv[0]).filename().string());
     for (int i = 1; i < argc; i++) {
         const std::string flag = argv[i];
@@ -45,6 +49,10 @@ inline CommandLine parse_command_line(int argc, char** argv, CommandLine default
         }
         if (flag == "--no-prefetch") {
             line.options.prefetch = false;
+            continue;
+        }
+        if (flag == "--resume") {
+            line.resume = true;
             continue;
         }
         if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value\n" + usage);
@@ -113,10 +121,60 @@ std::string write_augmented_grid(Model& model, const convgen::runtime::ImageSet&
     return path;
 }
 
+template <typename Set>
+int64_t sample_count(const Set& set) {
+    if constexpr (std::is_base_of_v<convgen::runtime::SampleSource, Set>) return set.count();
+    else return set.count;
+}
+
+// Loads `checkpoint` into `model` and returns the number of epochs it has finished: its step count
+// over the steps of an epoch. The data order, the learning-rate schedule and the augmentation's
+// random numbers then continue exactly where the saved run was.
+template <typename Model>
+int resumed_epoch(Model& model, const std::string& checkpoint, int64_t train_count,
+                  const convgen::runtime::TrainOptions& options) {
+    if (!std::filesystem::exists(checkpoint)) {
+        throw std::invalid_argument("--resume: there is no checkpoint " + checkpoint + " to continue from");
+    }
+    model.load(checkpoint);
+    const int64_t steps_per_epoch = train_count / options.batch;
+    const uint64_t steps = model.step_count();
+    if (steps_per_epoch <= 0 || steps % static_cast<uint64_t>(steps_per_epoch) != 0) {
+        throw std::invalid_argument(fmt::format(
+            "--resume: {} has taken {} steps, not a whole number of epochs of {} steps (batch {}); was it saved by "
+            "another command line?",
+            checkpoint, steps, steps_per_epoch, options.batch));
+    }
+    const int64_t done = static_cast<int64_t>(steps) / steps_per_epoch;
+    if (done > options.epochs) {
+        throw std::invalid_argument(
+            fmt::format("--resume: {} has finished {} epochs, more than --epochs {}", checkpoint, done, options.epochs));
+    }
+    fmt::print("resuming from {}: {} of {} epochs done\n", checkpoint, done, options.epochs);
+    return static_cast<int>(done);
+}
+
+// The reports of a run's epochs, read back from the CSV it wrote (the first `epochs` rows).
+inline std::vector<convgen::runtime::EpochReport> read_epoch_csv(const std::string& path, int epochs) {
+    std::vector<convgen::runtime::EpochReport> reports;
+    std::ifstream in(path);
+    std::string row;
+    std::getline(in, row);  // the header
+    while (static_cast<int>(reports.size()) < epochs && std::getline(in, row)) {
+        convgen::runtime::EpochReport r;
+        if (std::sscanf(row.c_str(), "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.loss, &r.train_accuracy,
+                        &r.test_accuracy, &r.learning_rate, &r.images_per_second, &r.data_wait_seconds,
+                        &r.elapsed_seconds) == 8) {
+            reports.push_back(r);
+        }
+    }
+    return reports;
+}
+
 // Trains `model` with the options of `line`, printing a line per epoch and writing
 // `out/<name>_epochs.csv`, `out/<name>_training_curves.svg`, `out/augmented.png` and the checkpoint
-// `out/<name>.safetensors`.
-// Returns the last epoch's report.
+// `out/<name>.safetensors` (after every epoch). With --resume it first loads that checkpoint and
+// trains the epochs left. Returns the last epoch's report.
 template <typename Model, typename TrainSet, typename TestSet>
 convgen::runtime::EpochReport train_and_report(Model& model, const std::string& name,
                                                const convgen::runtime::ImageSet& train_images, const TrainSet& train_set,
@@ -134,22 +192,36 @@ convgen::runtime::EpochReport train_and_report(Model& model, const std::string& 
                "augmentation {}, prefetch {}\n",
                name, o.epochs, o.warmup_epochs, o.batch, o.learning_rate, o.momentum, o.weight_decay, o.seed,
                line.augmentation && Model::augmented ? "on" : "off", o.prefetch ? "on" : "off");
+    const std::string checkpoint = (fs::path(line.out) / (name + ".safetensors")).string();
     const std::string csv_path = (fs::path(line.out) / (name + "_epochs.csv")).string();
-    std::ofstream csv(csv_path);
+    convgen::runtime::TrainOptions options = o;
+    if (line.resume) options.first_epoch = resumed_epoch(model, checkpoint, sample_count(train_set), o);
+    // A resumed run keeps the figures of the epochs before it (those the checkpoint has finished)
+    // and counts its time on from theirs.
+    std::vector<EpochReport> reports = read_epoch_csv(csv_path, options.first_epoch);
+    const double earlier_seconds = reports.empty() ? 0.0 : reports.back().elapsed_seconds;
+    std::ofstream csv(csv_path, std::ios::trunc);
     csv << "epoch,loss,train_accuracy,test_accuracy,learning_rate,images_per_second,data_wait_seconds,elapsed_seconds\n";
-    const auto reports = convgen::runtime::train(model, train_set, test_set, o, [&](const EpochReport& r) {
+    const auto write_row = [&](const EpochReport& r) {
+        csv << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f},{:.1f}\n", r.epoch, r.loss, r.train_accuracy,
+                           r.test_accuracy, r.learning_rate, r.images_per_second, r.data_wait_seconds,
+                           r.elapsed_seconds);
+        csv.flush();
+    };
+    for (const EpochReport& r : reports) write_row(r);
+    convgen::runtime::train(model, train_set, test_set, options, [&](EpochReport r) {
+        r.elapsed_seconds += earlier_seconds;
         fmt::print("epoch {}: loss {:.4f}  train accuracy {:.2f}%  test accuracy {:.2f}%  lr {:.4f}  {:.0f} images/s  "
                    "waited {:.2f} s for data  {:.1f} s\n",
                    r.epoch, r.loss, 100 * r.train_accuracy, 100 * r.test_accuracy, r.learning_rate,
                    r.images_per_second, r.data_wait_seconds, r.elapsed_seconds);
         std::fflush(stdout);
-        csv << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f},{:.1f}\n", r.epoch, r.loss, r.train_accuracy,
-                           r.test_accuracy, r.learning_rate, r.images_per_second, r.data_wait_seconds,
-                           r.elapsed_seconds);
-        csv.flush();
+        write_row(r);
+        reports.push_back(r);
+        // Every epoch, so that a killed run loses at most one (the library writes it atomically).
+        model.save(checkpoint);
     });
-    const std::string checkpoint = (fs::path(line.out) / (name + ".safetensors")).string();
-    model.save(checkpoint);
+    if (reports.empty()) model.save(checkpoint);
     const std::string curves = (fs::path(line.out) / (name + "_training_curves.svg")).string();
     convgen::runtime::write_training_curves_svg(curves, reports);
     fmt::print("checkpoint saved to {}; per-epoch figures in {}; training curves in {}\n", checkpoint, csv_path,
