@@ -353,13 +353,16 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 program_.layer_outputs.push_back({layer.name, tensor});
             }
         }
+        // The returned copy holds the planner alive for its kernel bodies; the planner's own
+        // program must not, or the two would keep each other forever (a leak LeakSanitizer found).
+        Program program = program_;
         std::shared_ptr<Planner> self = shared_from_this();
-        program_.build = [self](int k, const Halide::Target& target) {
+        program.build = [self](int k, const Halide::Target& target) {
             Kernel kernel(target, self->database_, self->training_);
             self->bodies_[static_cast<size_t>(k)](kernel);
             return kernel.finish();
         };
-        return program_;
+        return program;
     }
 
   private:
