@@ -39,6 +39,13 @@ function(convgen_add_model name)
     if(NOT ARG_MODEL)
         set(ARG_MODEL ${name})
     endif()
+    # In a sanitizer build: reuse another build's kernels (CONVGEN_PREGENERATED_DIR), except for
+    # the models named in CONVGEN_HALIDE_ASAN_MODELS, generated here with Halide's own asan feature.
+    set(pregenerated "${CONVGEN_PREGENERATED_DIR}")
+    if(name IN_LIST CONVGEN_HALIDE_ASAN_MODELS)
+        set(pregenerated "")
+        list(TRANSFORM ARG_TARGETS REPLACE "^([^:]+):" "\\1-asan:")
+    endif()
     if(NOT ARG_OUTPUT_DIR)
         set(ARG_OUTPUT_DIR "${CONVGEN_GENERATED_DIR}/${name}")
     endif()
@@ -49,11 +56,19 @@ function(convgen_add_model name)
         set(generator ${name}_generator)
         add_executable(${generator} ${ARG_SOURCE})
         target_link_libraries(${generator} PRIVATE convgen_generator_main convgen::dsl)
+        if(pregenerated)
+            set_target_properties(${generator} PROPERTIES EXCLUDE_FROM_ALL TRUE)
+        endif()
     endif()
 
     list(JOIN ARG_TARGETS "," targets_argument)
 
     set(dir "${ARG_OUTPUT_DIR}")
+    if(pregenerated)
+        # Another build generated this model: only its host code is compiled here, and the
+        # archive lands in this build's own folder.
+        set(dir "${pregenerated}/${name}")
+    endif()
     # Every kernel of the model for every target, joined into one object, and Halide's runtime.
     set(objects "${dir}/${ARG_MODEL}_runtime.o" "${dir}/${ARG_MODEL}_kernels.o")
     set(sources "${dir}/${ARG_MODEL}_library.cpp")
@@ -65,17 +80,27 @@ function(convgen_add_model name)
         set(schedule_arguments --schedules "${ARG_SCHEDULES}")
         set(schedule_dependencies "${ARG_SCHEDULES}")
     endif()
-    add_custom_command(
-        OUTPUT ${objects} ${sources} ${headers}
-        COMMAND ${generator} --output "${dir}" --model ${ARG_MODEL} --targets "${targets_argument}"
-                ${schedule_arguments}
-        DEPENDS ${generator} ${schedule_dependencies}
-        COMMENT "convgen: generating the ${ARG_MODEL} library in ${dir}"
-        VERBATIM)
+    if(pregenerated)
+        foreach(file IN LISTS objects sources headers)
+            if(NOT EXISTS "${file}")
+                message(FATAL_ERROR "convgen_add_model(${name}): ${file} is missing; build ${name} in the build "
+                                    "CONVGEN_PREGENERATED_DIR comes from first")
+            endif()
+        endforeach()
+    else()
+        add_custom_command(
+            OUTPUT ${objects} ${sources} ${headers}
+            COMMAND ${generator} --output "${dir}" --model ${ARG_MODEL} --targets "${targets_argument}"
+                    ${schedule_arguments}
+            DEPENDS ${generator} ${schedule_dependencies}
+            COMMENT "convgen: generating the ${ARG_MODEL} library in ${dir}"
+            VERBATIM)
+        set_source_files_properties(${objects} PROPERTIES GENERATED TRUE)
+    endif()
 
     add_library(${name} STATIC ${sources} ${objects})
-    set_source_files_properties(${objects} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
-    set_target_properties(${name} PROPERTIES ARCHIVE_OUTPUT_DIRECTORY "${dir}" OUTPUT_NAME ${ARG_MODEL})
+    set_source_files_properties(${objects} PROPERTIES EXTERNAL_OBJECT TRUE)
+    set_target_properties(${name} PROPERTIES ARCHIVE_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIR}" OUTPUT_NAME ${ARG_MODEL})
     target_include_directories(${name} PUBLIC "${dir}")
     # Only Halide's runtime header is needed, to compile the host-side source; nothing at link time.
     target_include_directories(${name} PRIVATE $<TARGET_PROPERTY:Halide::Runtime,INTERFACE_INCLUDE_DIRECTORIES>)

@@ -37,7 +37,6 @@ namespace checkpoint_reader {
 #include <fstream>
 #include <iterator>
 #include <random>
-#include <thread>
 
 namespace {
 
@@ -1322,31 +1321,3 @@ TEST_SUITE("generated library") {
     }
 
 }  // TEST_SUITE
-
-TEST_SUITE("generated library") {
-    TEST_CASE("models of two libraries train at the same time on two threads as they do one after the other") {
-        const Data lenet_data = random_set<Lenet5>(32, 5);
-        const Data small_data = random_set<SmallCnn>(16, 6);
-        auto train_lenet = [&](std::vector<float>& losses) {
-            lenet5::Model model(3);
-            for (int step = 0; step < 20; step++) {
-                losses.push_back(model.train_step(lenet_data.images.data(), lenet_data.labels.data(), 32).loss);
-            }
-        };
-        auto train_small = [&](std::vector<float>& losses) {
-            small_cnn::Model model(4);
-            for (int step = 0; step < 20; step++) {
-                losses.push_back(model.train_step(small_data.images.data(), small_data.labels.data(), 16).loss);
-            }
-        };
-        std::vector<float> lenet_alone, small_alone, lenet_together, small_together;
-        train_lenet(lenet_alone);
-        train_small(small_alone);
-        std::thread first([&] { train_lenet(lenet_together); });
-        std::thread second([&] { train_small(small_together); });
-        first.join();
-        second.join();
-        CHECK(bits_of(lenet_together) == bits_of(lenet_alone));
-        CHECK(bits_of(small_together) == bits_of(small_alone));
-    }
-}
