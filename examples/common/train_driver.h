@@ -127,33 +127,6 @@ int64_t sample_count(const Set& set) {
     else return set.count;
 }
 
-// Loads `checkpoint` into `model` and returns the number of epochs it has finished: its step count
-// over the steps of an epoch. The data order, the learning-rate schedule and the augmentation's
-// random numbers then continue exactly where the saved run was.
-template <typename Model>
-int resumed_epoch(Model& model, const std::string& checkpoint, int64_t train_count,
-                  const convgen::runtime::TrainOptions& options) {
-    if (!std::filesystem::exists(checkpoint)) {
-        throw std::invalid_argument("--resume: there is no checkpoint " + checkpoint + " to continue from");
-    }
-    model.load(checkpoint);
-    const int64_t steps_per_epoch = train_count / options.batch;
-    const uint64_t steps = model.step_count();
-    if (steps_per_epoch <= 0 || steps % static_cast<uint64_t>(steps_per_epoch) != 0) {
-        throw std::invalid_argument(fmt::format(
-            "--resume: {} has taken {} steps, not a whole number of epochs of {} steps (batch {}); was it saved by "
-            "another command line?",
-            checkpoint, steps, steps_per_epoch, options.batch));
-    }
-    const int64_t done = static_cast<int64_t>(steps) / steps_per_epoch;
-    if (done > options.epochs) {
-        throw std::invalid_argument(
-            fmt::format("--resume: {} has finished {} epochs, more than --epochs {}", checkpoint, done, options.epochs));
-    }
-    fmt::print("resuming from {}: {} of {} epochs done\n", checkpoint, done, options.epochs);
-    return static_cast<int>(done);
-}
-
 // The reports of a run's epochs, read back from the CSV it wrote (the first `epochs` rows).
 inline std::vector<convgen::runtime::EpochReport> read_epoch_csv(const std::string& path, int epochs) {
     std::vector<convgen::runtime::EpochReport> reports;
@@ -195,7 +168,11 @@ convgen::runtime::EpochReport train_and_report(Model& model, const std::string& 
     const std::string checkpoint = (fs::path(line.out) / (name + ".safetensors")).string();
     const std::string csv_path = (fs::path(line.out) / (name + "_epochs.csv")).string();
     convgen::runtime::TrainOptions options = o;
-    if (line.resume) options.first_epoch = resumed_epoch(model, checkpoint, sample_count(train_set), o);
+    options.checkpoint = checkpoint;
+    if (line.resume) {
+        options = convgen::runtime::resume(model, sample_count(train_set), options);
+        fmt::print("resuming from {}: {} of {} epochs done\n", checkpoint, options.first_epoch, options.epochs);
+    }
     // A resumed run keeps the figures of the epochs before it (those the checkpoint has finished)
     // and counts its time on from theirs.
     std::vector<EpochReport> reports = read_epoch_csv(csv_path, options.first_epoch);
@@ -218,8 +195,6 @@ convgen::runtime::EpochReport train_and_report(Model& model, const std::string& 
         std::fflush(stdout);
         write_row(r);
         reports.push_back(r);
-        // Every epoch, so that a killed run loses at most one (the library writes it atomically).
-        model.save(checkpoint);
     });
     if (reports.empty()) model.save(checkpoint);
     const std::string curves = (fs::path(line.out) / (name + "_training_curves.svg")).string();

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -29,6 +30,9 @@ struct TrainOptions {
     int first_epoch = 0;          // epochs already done (resuming): the order and the schedule continue from here
     bool prefetch = true;         // prepare batches on a background thread
     Normalisation normalisation;  // for training and test images alike; empty: pixels / 255
+    // Saved after every epoch when not empty (the library writes it atomically), so a run that is
+    // killed, or stopped by a non-finite step, keeps its last finished epoch; see resume().
+    std::string checkpoint;
 };
 
 struct EpochReport {
@@ -140,6 +144,39 @@ double evaluate(Model& model, const SampleSource& set, const Normalisation& norm
     return detail::accuracy(model, stream);
 }
 
+// Continues a run from options.checkpoint: loads it into `model` (weights, momentum, step count
+// and seed) and returns the options with first_epoch set to the epochs it has finished, so that
+// the data order, the learning-rate schedule and the augmentation go on exactly where it stopped.
+// Throws std::invalid_argument when there is no checkpoint or its step count is not a whole
+// number of epochs of this training set and batch, and the library's Error when it does not load.
+template <typename Model>
+TrainOptions resume(Model& model, int64_t train_count, TrainOptions options) {
+    if (options.checkpoint.empty()) throw std::invalid_argument("resume: no checkpoint path in the options");
+    {
+        std::FILE* file = std::fopen(options.checkpoint.c_str(), "rb");
+        if (file == nullptr) {
+            throw std::invalid_argument("resume: there is no checkpoint " + options.checkpoint + " to continue from");
+        }
+        std::fclose(file);
+    }
+    model.load(options.checkpoint);
+    const int64_t steps_per_epoch = options.batch > 0 ? train_count / options.batch : 0;
+    const uint64_t steps = model.step_count();
+    if (steps_per_epoch <= 0 || steps % static_cast<uint64_t>(steps_per_epoch) != 0) {
+        throw std::invalid_argument("resume: " + options.checkpoint + " has taken " + std::to_string(steps) +
+                                    " steps, not a whole number of epochs of " + std::to_string(steps_per_epoch) +
+                                    " steps (batch " + std::to_string(options.batch) +
+                                    "); was it saved by another training setup?");
+    }
+    const int64_t done = static_cast<int64_t>(steps) / steps_per_epoch;
+    if (done > options.epochs) {
+        throw std::invalid_argument("resume: " + options.checkpoint + " has finished " + std::to_string(done) +
+                                    " epochs, more than the " + std::to_string(options.epochs) + " asked for");
+    }
+    options.first_epoch = static_cast<int>(done);
+    return options;
+}
+
 // Trains epochs first_epoch + 1 ... options.epochs, calling on_epoch after each. The last partial
 // batch of an epoch is dropped, as PyTorch's drop_last, so every step has the same batch size.
 // Each set is an ImageSet or a SampleSource (such as an ImageFolderSource, decoded as it goes).
@@ -189,6 +226,7 @@ std::vector<EpochReport> train(Model& model, const TrainSet& train_set, const Te
         report.test_accuracy = evaluate(model, test_set, options.normalisation, 500, options.prefetch);
         report.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         reports.push_back(report);
+        if (!options.checkpoint.empty()) model.save(options.checkpoint);
         if (on_epoch) on_epoch(report);
     }
     return reports;
