@@ -82,9 +82,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             model = fresh_model();
             continue;
         }
-        // Rejected: with a message, and nothing changed.
+        // Rejected: with a message, and nothing changed. Reading every parameter back costs more
+        // than a load (each element goes through the instrumented layout conversion), so the
+        // whole state is compared on every 8th rejection, the step count on all.
         if (std::strlen(small_cnn_last_error(model)) == 0) std::abort();
-        if (!same_bits(all_parameters(model), initial) || small_cnn_step_count(model) != initial_steps) std::abort();
+        if (small_cnn_step_count(model) != initial_steps) std::abort();
+        static uint64_t rejections = 0;
+        if (rejections++ % 8 == 0 && !same_bits(all_parameters(model), initial)) std::abort();
     }
     return 0;
 }
