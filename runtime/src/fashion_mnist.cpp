@@ -66,7 +66,8 @@ FashionMnistClass parse_fashion_mnist_class(const std::string& json_text, const 
     nlohmann::json document;
     try {
         document = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::parse_error& error) {
+    } catch (const nlohmann::json::exception& error) {
+        // parse_error, and also out_of_range for a number beyond a double (1e999): both malformed input.
         throw DataError(fmt::format("{}: invalid JSON: {}", path, error.what()));
     }
     if (!document.is_object()) {

@@ -158,4 +158,13 @@ TEST_CASE("a missing class file or invalid JSON in one is a DataError naming the
     CHECK(data_error_message([&] {
               convert_fashion_mnist_json(clothes, directory.path_of("idx"), {3, 1});
           }).rfind(fmt::format("{}/9.json: invalid JSON: ", clothes), 0) == 0);
+
+    // A number beyond a double is nlohmann's out_of_range, not a parse_error; fuzz_fashion_json
+    // found it ending the process.
+    directory.write_text("clothes/9.json", "{\"data\": [[0, 39e0724, 2]]}");
+    const std::string overflow = data_error_message([&] {
+        convert_fashion_mnist_json(clothes, directory.path_of("idx"), {3, 1});
+    });
+    CHECK(overflow.rfind(fmt::format("{}/9.json: invalid JSON: ", clothes), 0) == 0);
+    CHECK(overflow.find("number overflow") != std::string::npos);
 }
