@@ -436,7 +436,8 @@ void emit_library(const Model& model, const EmitOptions& options) {
     const std::string& name = model.name();
     const std::vector<ParameterLayout> layouts = parameter_layouts(model);
 
-    const LoweringOptions lowering{options.database};
+    LoweringOptions lowering;
+    lowering.database = options.database;
     std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
                                             {"predict", plan_inference(model, lowering), {}}};
     const Shape& input = model.graph().node(model.input_node()).shape;

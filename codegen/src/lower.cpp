@@ -176,10 +176,12 @@ std::vector<int64_t> image_extents(const Model& model) {
 // its outputs, and the schedule context.
 class Kernel {
   public:
-    Kernel(const Halide::Target& target, const schedules::ScheduleDatabase* database, bool training) {
+    Kernel(const Halide::Target& target, const schedules::ScheduleDatabase* database, bool training,
+           std::vector<schedules::TunableStage>* tunable_stages = nullptr) {
         context.target = target;
         context.training = training;
         context.database = database;
+        context.tunable_stages = tunable_stages;
     }
 
     Value tensor(Slot slot, const std::vector<int64_t>& extents, bool batched = true, bool is_uint8 = false) {
@@ -256,7 +258,7 @@ class Kernel {
         all.insert(all.end(), outputs_slots_.begin(), outputs_slots_.end());
         return all;
     }
-    LoweredPipeline finish() const { return {Halide::Pipeline(outputs_), arguments_}; }
+    LoweredPipeline finish() const { return {Halide::Pipeline(outputs_), arguments_, parameters_}; }
 
     schedules::Context context;
     Expr batch;
@@ -280,15 +282,18 @@ class Kernel {
     template <typename T>
     Expr add_scalar(const Halide::Param<T>& param) {
         arguments_.push_back(param);
+        parameters_.push_back(param.parameter());
         return param;
     }
 
     void add_input(Slot slot, const ImageParam& param) {
         arguments_.push_back(param);
+        parameters_.push_back(param.parameter());
         inputs_.push_back(slot);
     }
 
     std::vector<Halide::Argument> arguments_;
+    std::vector<Halide::Internal::Parameter> parameters_;
     std::vector<Slot> inputs_, outputs_slots_;
     std::vector<Func> outputs_;
 };
@@ -309,6 +314,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
           graph_(canonical_.graph),
           training_(training),
           database_(options.database),
+          tunable_stages_(options.tunable_stages),
           layouts_(parameter_layouts(model)) {}
 
     Program plan() {
@@ -358,7 +364,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         Program program = program_;
         std::shared_ptr<Planner> self = shared_from_this();
         program.build = [self](int k, const Halide::Target& target) {
-            Kernel kernel(target, self->database_, self->training_);
+            Kernel kernel(target, self->database_, self->training_, self->tunable_stages_);
             self->bodies_[static_cast<size_t>(k)](kernel);
             return kernel.finish();
         };
@@ -662,9 +668,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 if (!with_pool) {
                     // Computed a row at a time inside the output's loop, with what follows it
                     // (bias and folded batch norm are in it already; add and activation are
-                    // inlined into the output): one loop nest.
-                    schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr, true);
-                    row_producer = conv.output;
+                    // inlined into the output): one loop nest, unless the schedule stores it.
+                    if (schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr, true)) {
+                        row_producer = conv.output;
+                    }
                     value = Value{conv.output, extents};
                     break;
                 }
@@ -1137,6 +1144,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     const Graph& graph_;
     bool training_;
     const schedules::ScheduleDatabase* database_;
+    std::vector<schedules::TunableStage>* tunable_stages_;
     std::vector<ParameterLayout> layouts_;
     std::vector<Group> groups_;
     std::vector<int> group_of_, tensor_of_;

@@ -4,6 +4,7 @@
 // differences of the reference's L = sum(out * g) for a random upstream gradient g.
 #include "layers.h"
 #include "reference/reference.h"
+#include "cpu/heuristics.h"
 
 #include <convgen/codegen/lower.h>
 #include <convgen/model.h>
@@ -236,7 +237,9 @@ std::string describe(const ConvCase& t) {
                        t.bias ? "" : ", no bias");
 }
 
-void check_conv2d(const ConvCase& t, unsigned seed) {
+// With `context`'s database (the autotuner's parameters) when it has one; records the conv's
+// parameterised stages where context.tunable_stages is set.
+void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu_context(true)) {
     INFO(describe(t));
     Random random(seed);
     ref::Tensor input = random.tensor(t.batch, t.in_channels, t.height, t.width);
@@ -257,7 +260,6 @@ void check_conv2d(const ConvCase& t, unsigned seed) {
     const schedules::Conv2dBackwardStages backward =
         conv2d_backward("conv", forward, activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout"),
                         true, t.bias, true, t.batch);
-    const Context context = cpu_context(true);
     cpu::schedule_conv2d_forward(forward, context, nullptr);
     cpu::schedule_conv2d_backward(backward, context);
 
@@ -295,6 +297,49 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
     };
     unsigned seed = 1;
     for (const ConvCase& t : cases) check_conv2d(t, seed++);
+}
+
+TEST_CASE("every conv schedule in the autotuner's parameter space computes the same numbers") {
+    // Random points of each stage's space (register tiles, channel blocks, blocks outermost,
+    // batch chunks), written into a database as the tuner writes them.
+    const ConvCase cases[] = {
+        {2, 40, 7, 9, 48, 3, 1, 1},   // six channel vectors: blocks of 1, 2 or 3, outermost or not
+        {3, 6, 6, 7, 16, 3, 2, 1},    // strided, two output vectors
+        {2, 16, 5, 6, 40, 1, 1, 0},   // 1x1, five output vectors
+    };
+    std::mt19937 random(11);
+    unsigned seed = 100;
+    for (const ConvCase& t : cases) {
+        std::vector<schedules::TunableStage> stages;
+        Context probe = cpu_context(true);
+        probe.tunable_stages = &stages;
+        check_conv2d(t, seed, probe);
+        REQUIRE(stages.size() == 3);  // forward, weight gradient, input gradient
+        for (const schedules::TunableStage& stage : stages) {
+            for (const auto& [name, value] : stage.defaults) {
+                INFO(stage.signature << ": the heuristics' " << name << " = " << value << " lies in the space");
+                const std::vector<int>& allowed = stage.space.at(name);
+                CHECK(std::find(allowed.begin(), allowed.end(), value) != allowed.end());
+            }
+        }
+        for (int draw = 0; draw < 2; draw++) {
+            schedules::ScheduleDatabase database;
+            std::string chosen;
+            for (const schedules::TunableStage& stage : stages) {
+                schedules::ScheduleParameters parameters;
+                for (const auto& [name, values] : stage.space) {
+                    parameters[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random)];
+                    chosen += fmt::format(" {}={}", name, parameters[name]);
+                }
+                database.insert(cpu::target_key(probe.target), stage.signature, parameters);
+            }
+            INFO("parameters:" << chosen);
+            Context tuned = cpu_context(true);
+            tuned.database = &database;
+            check_conv2d(t, seed, tuned);
+        }
+        seed++;
+    }
 }
 
 TEST_CASE("conv2d weight and bias gradients sum every sample when the batch spans several parallel chunks") {

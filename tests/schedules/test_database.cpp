@@ -39,12 +39,27 @@ TEST_SUITE("schedule database") {
         ScheduleDatabase database;
         const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-avx-sse41-user_context-no_runtime");
         database.insert(cpu::target_key(avx2), "some_stage", {{"tile_x", 3}});
+        const ParameterSpace space = {{"tile_x", {1, 2, 3, 7}}, {"batch_chunk", {8}}};
         Context context{avx2, true, &database};
-        CHECK(cpu::choose(context, "some_stage", {{"tile_x", 7}, {"batch_chunk", 8}}) ==
+        CHECK(cpu::choose(context, "some_stage", {{"tile_x", 7}, {"batch_chunk", 8}}, space) ==
               ScheduleParameters{{"tile_x", 3}, {"batch_chunk", 8}});
-        CHECK(cpu::choose(context, "another_stage", {{"tile_x", 7}}) == ScheduleParameters{{"tile_x", 7}});
+        CHECK(cpu::choose(context, "another_stage", {{"tile_x", 7}}, space) == ScheduleParameters{{"tile_x", 7}});
         Context other{Halide::Target("x86-64-linux-sse41"), true, &database};
-        CHECK(cpu::choose(other, "some_stage", {{"tile_x", 7}}) == ScheduleParameters{{"tile_x", 7}});
+        CHECK(cpu::choose(other, "some_stage", {{"tile_x", 7}}, space) == ScheduleParameters{{"tile_x", 7}});
+    }
+
+    TEST_CASE("a stored value outside the stage's space is ignored, and every stage asked is recorded") {
+        ScheduleDatabase database;
+        const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-avx-sse41");
+        database.insert(cpu::target_key(avx2), "some_stage", {{"tile_x", 5}, {"unknown", 1}});
+        std::vector<TunableStage> recorded;
+        Context context{avx2, true, &database, &recorded};
+        const ParameterSpace space = {{"tile_x", {1, 2, 3}}};
+        CHECK(cpu::choose(context, "some_stage", {{"tile_x", 2}}, space) == ScheduleParameters{{"tile_x", 2}});
+        REQUIRE(recorded.size() == 1);
+        CHECK(recorded[0].signature == "some_stage");
+        CHECK(recorded[0].defaults == ScheduleParameters{{"tile_x", 2}});
+        CHECK(recorded[0].space == space);
     }
 
     TEST_CASE("a malformed database is rejected with the file and the problem") {
@@ -55,13 +70,13 @@ TEST_SUITE("schedule database") {
         };
         check_rejected("convgen_db_json.json", "{\"format\": ", "not valid JSON");
         check_rejected("convgen_db_format.json", "{\"format\": \"other\"}", "not a convgen schedule database");
-        check_rejected("convgen_db_version.json", "{\"format\": \"convgen-schedules\", \"version\": 7, \"targets\": {}}",
-                       "unsupported version");
+        check_rejected("convgen_db_version.json",
+                       "{\"format\": \"convgen-schedules\", \"version\": 7, \"targets\": {}}", "unsupported version");
         check_rejected("convgen_db_value.json",
                        "{\"format\": \"convgen-schedules\", \"version\": 1, \"targets\": {\"t\": {\"s\": {\"tile_x\": "
                        "-2}}}}",
                        "'t' / 's': parameter 'tile_x' must be an integer in [0, 2^20], found -2");
-        CHECK_THROWS_WITH_AS(ScheduleDatabase::load("/nonexistent/schedules.json"),
-                             doctest::Contains("cannot open"), std::runtime_error);
+        CHECK_THROWS_WITH_AS(ScheduleDatabase::load("/nonexistent/schedules.json"), doctest::Contains("cannot open"),
+                             std::runtime_error);
     }
 }

@@ -7,8 +7,12 @@
 namespace convgen::schedules::cpu {
 
 std::string conv_signature(const char* stage, const ConvGeometry& g, bool fused_pool) {
-    return fmt::format("{}:in{}x{}x{}:out{}:k{}:s{}:p{}{}", stage, g.in_channels, g.in_height, g.in_width,
-                       g.out_channels, g.kernel, g.stride, g.padding, fused_pool ? ":fused_pool" : "");
+    std::string signature = fmt::format("{}:in{}x{}x{}:out{}:k{}:s{}:p{}", stage, g.in_channels, g.in_height,
+                                        g.in_width, g.out_channels, g.kernel, g.stride, g.padding);
+    if (g.dilation != 1) signature += fmt::format(":d{}", g.dilation);
+    if (g.groups != 1) signature += fmt::format(":g{}", g.groups);
+    if (fused_pool) signature += ":fused_pool";
+    return signature;
 }
 
 std::string dense_signature(const char* stage, int64_t in_features, int64_t out_features) {
@@ -19,12 +23,32 @@ std::string target_key(const Halide::Target& target) {
     return target.without_feature(Halide::Target::UserContext).without_feature(Halide::Target::NoRuntime).to_string();
 }
 
-ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults) {
+ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults,
+                          const ParameterSpace& space) {
+    if (context.tunable_stages != nullptr) context.tunable_stages->push_back({signature, defaults, space});
     if (context.database == nullptr) return defaults;
     const std::optional<ScheduleParameters> tuned = context.database->find(target_key(context.target), signature);
-    if (!tuned) return defaults;
-    for (const auto& [key, value] : *tuned) defaults[key] = value;
-    return defaults;
+    return tuned ? override_within(std::move(defaults), *tuned, space) : defaults;
+}
+
+ScheduleParameters override_within(ScheduleParameters base, const ScheduleParameters& overrides,
+                                   const ParameterSpace& space) {
+    for (const auto& [key, value] : overrides) {
+        const auto allowed = space.find(key);
+        if (allowed == space.end()) continue;
+        if (std::find(allowed->second.begin(), allowed->second.end(), value) != allowed->second.end()) {
+            base[key] = value;
+        }
+    }
+    return base;
+}
+
+std::vector<int> divisors(int64_t n, int limit) {
+    std::vector<int> found;
+    for (int d = 1; d <= limit && d <= n; d++) {
+        if (n % d == 0) found.push_back(d);
+    }
+    return found;
 }
 
 int register_tile_width(int64_t width, int channel_vectors, int registers) {

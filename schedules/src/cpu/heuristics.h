@@ -4,6 +4,7 @@
 #include <convgen/schedules/cpu.h>
 
 #include <string>
+#include <vector>
 
 namespace convgen::schedules::cpu {
 
@@ -14,8 +15,17 @@ std::string dense_signature(const char* stage, int64_t in_features, int64_t out_
 // The database's name for a target: its arch, OS and instruction-set features.
 std::string target_key(const Halide::Target& target);
 
-// Parameters for `signature`: the database's when it has them, else `defaults`, key by key.
-ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults);
+// Parameters for `signature`: the database's where it has them and they lie in `space`, else
+// `defaults`, key by key. Records the stage in context.tunable_stages when that is set.
+ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults,
+                          const ParameterSpace& space);
+
+// `base` with each value of `overrides` that lies in `space` written over it.
+ScheduleParameters override_within(ScheduleParameters base, const ScheduleParameters& overrides,
+                                   const ParameterSpace& space);
+
+// The divisors of `n` that are at most `limit`, ascending.
+std::vector<int> divisors(int64_t n, int limit);
 
 // How many output pixels along x share each weight vector in a register tile: enough to hide the
 // FMA latency, few enough that (channel vectors x pixels) accumulators fit in the 16 (AVX2) or

@@ -65,14 +65,35 @@ ScheduleParameters register_tile_defaults(const Context& context, int64_t channe
     const RegisterTile tile = channel_vectors == 1
                                   ? RegisterTile{1, register_tile_width(width, 1, registers(context) - int(kernel))}
                                   : choose_register_tile(channel_vectors, width, registers(context));
-    return {{"tile_x", tile.tile_x}, {"channel_block", tile.channel_block}, {"unroll_kx", kernel <= 7 ? 1 : 0}};
+    return {{"tile_x", tile.tile_x},
+            {"channel_block", tile.channel_block},
+            {"unroll_kx", kernel <= 7 ? 1 : 0},
+            {"blocks_outer", 0}};
+}
+
+// Every register tile of such a stage: up to a register file of pixels, blocks of channel
+// vectors that divide them (a block never reaches past the last channel vector) and fit in the
+// registers with a pixel of accumulators each.
+// `blocks_outer` (a stage that may be stored whole, with enough channel blocks to run in
+// parallel): the blocks are the outer, parallel loop and every row of the output is computed
+// inside one, so a block's weights are loaded once for all rows instead of once per row. It pays
+// where the weights outgrow the caches and the rows are few: deep layers on small maps.
+ParameterSpace register_tile_space(const Context& context, int64_t channels, int64_t width, bool may_store_whole) {
+    std::vector<int> tiles;
+    for (int t = 1; t <= std::min<int64_t>(width, registers(context) - 2); t++) tiles.push_back(t);
+    const int channel_vectors = vectors_for(channels, context.vector_width());
+    return {{"tile_x", tiles},
+            {"channel_block", divisors(channel_vectors, (registers(context) - 1) / 2)},
+            {"unroll_kx", {0, 1}},
+            {"blocks_outer", may_store_whole && channel_vectors >= 4 ? std::vector<int>{0, 1} : std::vector<int>{0}}};
 }
 
 // The register tile of a conv-shaped update over (c, x, ...) with reduction r = (channel, kx, ky):
 // channel vectors x tile_x pixels of accumulators, the reduction around them, `outer` outside.
 // With one channel vector every FMA needs its own broadcast; unrolling the kx taps inside the
 // pixel tile (`share_kx`) lets tile_x + k - 1 broadcasts of a row serve all tile_x * k FMAs.
-// With several, a block of them stays inside the reduction and the other blocks go outside.
+// With several, a block of them stays inside the reduction and the other blocks go outside
+// (outside `outer` too, and parallel, with `blocks_outer`; the caller then leaves `outer` serial).
 void register_tiled(Halide::Stage update, const Var& c, const Var& x, const Halide::RDom& r,
                     const std::vector<Halide::VarOrRVar>& outer, int channel_vectors, bool share_kx,
                     const ScheduleParameters& p, int vector_width) {
@@ -80,26 +101,36 @@ void register_tiled(Halide::Stage update, const Var& c, const Var& x, const Hali
     update.split(x, xo, xi, p.at("tile_x"), TailStrategy::RoundUp)
         .split(c, co, ci, vector_width, TailStrategy::RoundUp);
     std::vector<Halide::VarOrRVar> order;
+    const bool blocks_outer = p.at("blocks_outer") != 0;
     if (channel_vectors == 1 && share_kx && p.at("unroll_kx")) {
         order = {ci, xi, r.y, co, r.x, r.z, xo};
+        order.insert(order.end(), outer.begin(), outer.end());
         update.unroll(r.y);
     } else {
         update.split(co, coo, coi, p.at("channel_block"), TailStrategy::RoundUp).unroll(coi);
-        order = {ci, xi, coi, r.x, r.y, r.z, xo, coo};
+        order = {ci, xi, coi, r.x, r.y, r.z, xo};
+        if (!blocks_outer) order.push_back(coo);
+        order.insert(order.end(), outer.begin(), outer.end());
+        if (blocks_outer) order.push_back(coo);
     }
-    order.insert(order.end(), outer.begin(), outer.end());
     update.reorder(order).vectorize(ci).unroll(xi);
+    if (blocks_outer) update.parallel(coo);
 }
 
 }  // namespace
 
-void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
-                             bool inside_consumer) {
+bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
+                             bool row_consumer) {
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
     const ScheduleParameters p = choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
-                                        register_tile_defaults(context, g.out_channels, g.out_width, g.kernel));
+                                        register_tile_defaults(context, g.out_channels, g.out_width, g.kernel),
+                                        register_tile_space(context, g.out_channels, g.out_width, pool == nullptr));
+    // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
+    // the conv a row at a time does.
+    const bool inside_consumer = row_consumer && !p.at("blocks_outer");
+    const bool stored_whole = pool == nullptr && !inside_consumer;
 
     copy_at_root(s.weight, vw, g.out_channels);
     // Every lane the vectorised conv reads is written: output channels padded with zeros up to
@@ -119,15 +150,22 @@ void schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         Var rows("rows");
         p_out.fuse(pv[2], pv[3], rows).parallel(rows);
         out.compute_at(p_out, rows);
-    } else if (!inside_consumer) {
+    } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
         out.fuse(y, n, rows).parallel(rows);
-        out.update().fuse(y, n, rows).parallel(rows);
     }
     out.vectorize(c, vw, TailStrategy::RoundUp);
+    Halide::Stage update = out.update();
     // Strided or dilated taps do not share broadcasts.
-    register_tiled(out.update(), c, x, s.reduction, {}, channel_vectors, g.stride == 1 && g.dilation == 1, p, vw);
+    register_tiled(update, c, x, s.reduction,
+                   stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{},
+                   channel_vectors, g.stride == 1 && g.dilation == 1, p, vw);
+    if (stored_whole && !p.at("blocks_outer")) {
+        Var rows("rows");
+        update.fuse(y, n, rows).parallel(rows);
+    }
+    return inside_consumer;
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
@@ -141,33 +179,35 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();
         const auto& r = s.weight_grad_reduction;
-        ScheduleParameters p = choose(context, conv_signature("conv2d_weight_grad", g, false), {{"batch_chunk", 8}});
+        // A register tile of accumulators, (output-channel vectors) x (input channels) x (kx taps),
+        // around the reduction over pixels: each step loads o_block vectors of d_output and
+        // broadcasts i_block * k inputs for o_block * i_block * k FMAs. Both blocks divide their
+        // extents, so they never reach past the last channel (a depthwise conv reads its input at
+        // the output channel).
+        const int o_vectors = vectors_for(g.out_channels, vw);
+        const int k = static_cast<int>(g.kernel);
+        const int group_inputs = static_cast<int>(g.in_channels / g.groups);
+        const std::vector<int> o_blocks = divisors(o_vectors, 4), i_blocks = divisors(group_inputs, registers(context));
+        int i_block = std::max(1, (registers(context) - 4) / (o_blocks.back() * k));
+        while (group_inputs % i_block != 0) i_block--;
+        const ScheduleParameters p =
+            choose(context, conv_signature("conv2d_weight_grad", g, false),
+                   {{"batch_chunk", 8}, {"o_block", o_blocks.back()}, {"i_block", i_block}},
+                   {{"batch_chunk", {1, 2, 4, 8, 16, 32}}, {"o_block", o_blocks}, {"i_block", i_blocks}});
         w.compute_root();
         w.vectorize(v[0], vw, TailStrategy::RoundUp);
         RVar chunk("chunk"), within("within");
         Var u("u");
         Func partial =
-            w.update().split(r.z, chunk, within, p["batch_chunk"], TailStrategy::GuardWithIf).rfactor(chunk, u);
+            w.update().split(r.z, chunk, within, p.at("batch_chunk"), TailStrategy::GuardWithIf).rfactor(chunk, u);
         partial.compute_root();
         const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
         partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
-        // A register tile of accumulators, (output-channel vectors) x (input channels) x (kx taps),
-        // around the reduction over pixels: each step loads o_block vectors of d_output and
-        // broadcasts i_block * k inputs for o_block * i_block * k FMAs.
-        const int o_vectors = vectors_for(g.out_channels, vw);
-        const int k = static_cast<int>(g.kernel);
-        // A divisor of the vectors, so the blocks never reach past the last channel vector (a
-        // depthwise conv reads its input at the output channel).
-        int o_block = std::min(o_vectors, 4);
-        while (o_vectors % o_block != 0) o_block--;
-        const int group_inputs = static_cast<int>(g.in_channels / g.groups);
-        int i_block = std::max(1, (registers(context) - 4) / (o_block * k));
-        while (group_inputs % i_block != 0) i_block--;
         Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
         partial.update()
             .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
-            .split(oo, ooo, ooi, o_block, TailStrategy::RoundUp)
-            .split(pv[1], io, ii, i_block, TailStrategy::RoundUp)
+            .split(oo, ooo, ooi, p.at("o_block"), TailStrategy::RoundUp)
+            .split(pv[1], io, ii, p.at("i_block"), TailStrategy::RoundUp)
             .reorder(oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, pv[3], u)
             .vectorize(oi)
             .unroll(pv[2])
@@ -188,13 +228,14 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         const auto& r = s.input_grad_reduction;
         const int channel_vectors = vectors_for(g.in_channels, vw);
         const ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
-                                            register_tile_defaults(context, g.in_channels, g.in_width, g.kernel));
+                                            register_tile_defaults(context, g.in_channels, g.in_width, g.kernel),
+                                            register_tile_space(context, g.in_channels, g.in_width, true));
         din.compute_root();
         Var rows("rows");
         din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
         Halide::Stage update = din.update();
         register_tiled(update, c, x, r, {y, n}, channel_vectors, g.dilation == 1, p, vw);
-        update.fuse(y, n, rows).parallel(rows);
+        if (!p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load. (A depthwise conv's weights are read along
         // their output channels, already innermost.)

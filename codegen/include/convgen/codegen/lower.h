@@ -27,6 +27,9 @@ struct ParameterLayout {
 struct LoweredPipeline {
     Halide::Pipeline pipeline;
     std::vector<Halide::Argument> arguments;  // in call order, outputs excluded
+    // The same arguments as the pipeline reads them: binding a buffer or value to each runs the
+    // pipeline with Halide's JIT (the autotuner does).
+    std::vector<Halide::Internal::Parameter> parameters;
 };
 
 // A model runs as a program: a sequence of calls to kernels, each one Halide pipeline holding one
@@ -90,7 +93,10 @@ struct Program {
 };
 
 struct LoweringOptions {
+    // Both are read each time Program::build builds a kernel, so the autotuner can change the
+    // database between builds and see which parameterised stages a kernel has.
     const schedules::ScheduleDatabase* database = nullptr;
+    std::vector<schedules::TunableStage>* tunable_stages = nullptr;
 };
 
 // The model's graph after the rewrites codegen applies before lowering, layer names kept:
@@ -120,7 +126,8 @@ Program plan_augmentation(const Model& model);
 Program plan_inference(const Model& model, const LoweringOptions& options = {});
 
 // One training step: the augmentation of the images (where the model declares one), forward,
-// softmax cross-entropy, backward, and the SGD update of every parameter (and the running statistics) from `value`/`velocity` into `new_value`/`new_velocity`.
+// softmax cross-entropy, backward, and the SGD update of every parameter (and the running statistics) from
+// `value`/`velocity` into `new_value`/`new_velocity`.
 Program plan_training_step(const Model& model, const LoweringOptions& options = {});
 
 }  // namespace convgen::codegen

@@ -12,6 +12,8 @@ struct Context {
     Halide::Target target;
     bool training = false;
     const ScheduleDatabase* database = nullptr;  // may be null: heuristics only
+    // When set, every parameterised stage scheduled is appended here (the autotuner's work list).
+    std::vector<TunableStage>* tunable_stages = nullptr;
 
     int vector_width() const { return target.natural_vector_size<float>(); }
 };
@@ -19,10 +21,11 @@ struct Context {
 namespace cpu {
 
 // `fused_pool`, when given, is the only consumer of the conv: the conv is computed inside the
-// pool's loop nest, so no full-size conv output is ever stored. `inside_consumer`: the caller
-// computes the conv at a loop of its consumer (a row of an epilogue), so it is not stored whole.
-void schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context, const PoolForwardStages* fused_pool,
-                             bool inside_consumer = false);
+// pool's loop nest, so no full-size conv output is ever stored. `row_consumer`: the caller can
+// compute the conv a row at a time inside its consumer (an epilogue). Returns whether the
+// schedule chose that (the caller then calls compute_per_output_row); otherwise it is stored whole.
+bool schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context, const PoolForwardStages* fused_pool,
+                             bool row_consumer = false);
 void schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context);
 void schedule_pool_forward(PoolForwardStages stages, const Context& context);
 void schedule_pool_backward(PoolBackwardStages stages, const Context& context);

@@ -6,11 +6,24 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace convgen::schedules {
 
 // Parameters of one stage's schedule, by name ("tile_x": 4, "vectorize_channels": 1, ...).
 using ScheduleParameters = std::map<std::string, int>;
+
+// The values each parameter of a stage may take. Every combination is a valid schedule that
+// computes the same numbers; only the speed differs. A database value outside it is ignored.
+using ParameterSpace = std::map<std::string, std::vector<int>>;
+
+// A stage whose schedule is parameterised, as the schedules met it while a kernel was built: what
+// the autotuner searches.
+struct TunableStage {
+    std::string signature;
+    ScheduleParameters defaults;  // the heuristics' choice
+    ParameterSpace space;
+};
 
 class ScheduleDatabase {
   public:
