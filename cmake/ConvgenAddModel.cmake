@@ -1,6 +1,8 @@
 # convgen_add_model(<name> SOURCE <model.cpp> | GENERATOR <executable target>
 #                   [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>] [TARGETS <TARGET:SUFFIX>...])
 #
+# SCHEDULES defaults to CONVGEN_SCHEDULES (schedules/tuned.json).
+#
 # Builds the model's generator from <model.cpp> (a file that defines the model with the DSL and
 # registers it with CONVGEN_MODEL), runs it at build time, and makes a static library target
 # <name> from what it generates in <dir> (default ${CONVGEN_GENERATED_DIR}/<name>):
@@ -9,6 +11,17 @@
 # GENERATOR reuses a generator executable already defined (linked with convgen_generator_main and
 # holding several registered models, such as convgen_zoo_generator) instead of building one per
 # model from SOURCE.
+
+# The schedule database every library is generated with, unless convgen_add_model names another:
+# the autotuner's winners (scripts/tune), keyed by target, so a machine with other instruction sets
+# finds no entries and gets the heuristics. Empty: the heuristics everywhere.
+get_filename_component(default_schedules "${CMAKE_CURRENT_LIST_DIR}/../schedules/tuned.json" ABSOLUTE)
+set(CONVGEN_SCHEDULES "${default_schedules}"
+    CACHE FILEPATH "Schedule database the generated libraries use (empty: default heuristics only)")
+if(CONVGEN_SCHEDULES AND NOT EXISTS "${CONVGEN_SCHEDULES}")
+    message(FATAL_ERROR "CONVGEN_SCHEDULES: ${CONVGEN_SCHEDULES} does not exist (scripts/tune writes one; "
+                        "-DCONVGEN_SCHEDULES= uses the default heuristics)")
+endif()
 
 # The CPU targets every library carries, most capable first; the first one the running machine
 # supports is used. TARGET:SUFFIX, the suffix naming the target's object files.
@@ -39,6 +52,9 @@ function(convgen_add_model name)
     if(NOT ARG_MODEL)
         set(ARG_MODEL ${name})
     endif()
+    if(NOT ARG_SCHEDULES AND CONVGEN_SCHEDULES)
+        set(ARG_SCHEDULES "${CONVGEN_SCHEDULES}")
+    endif()
     # In a sanitizer build: reuse another build's kernels (CONVGEN_PREGENERATED_DIR), except for
     # the models named in CONVGEN_HALIDE_ASAN_MODELS, generated here with Halide's own asan feature.
     set(pregenerated "${CONVGEN_PREGENERATED_DIR}")
@@ -62,6 +78,9 @@ function(convgen_add_model name)
     endif()
 
     list(JOIN ARG_TARGETS "," targets_argument)
+    # What scripts/tune runs for this model: its generator's target and file, and its registered name.
+    file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/tune/${name}.txt"
+         CONTENT "${generator}\n$<TARGET_FILE:${generator}>\n${ARG_MODEL}\n${targets_argument}\n")
 
     set(dir "${ARG_OUTPUT_DIR}")
     if(pregenerated)

@@ -1,12 +1,18 @@
 // The generator a model's source file is linked with: `convgen_add_model()` runs it at build time.
 //   <generator> --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]
 //   <generator> --parameters [--model NAME]     prints "name [shape] trainable|state" per parameter
+//   <generator> --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]
+//               [--targets TARGET:SUFFIX,...]
+//       measures schedule candidates on this machine for the first of the targets it runs, and
+//       writes the winners into the schedule database FILE (created, or updated in place).
 #include <convgen/codegen/emit.h>
+#include <convgen/schedules/tuner.h>
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 namespace {
@@ -25,17 +31,53 @@ std::vector<std::string> split(const std::string& text, char separator) {
 int usage(const char* program) {
     std::cerr << fmt::format(
         "usage: {0} --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
-        "       {0} --parameters [--model NAME]\n",
+        "       {0} --parameters [--model NAME]\n"
+        "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
+        "              [--targets TARGET:SUFFIX,...]\n",
         program);
     return 2;
+}
+
+// The first target this machine runs (the one a generated library would dispatch to here).
+Halide::Target tuning_target(const std::vector<convgen::codegen::TargetChoice>& targets) {
+    for (const auto& choice : targets) {
+        if (convgen::schedules::runs_on_this_machine(choice.target)) return choice.target;
+    }
+    throw std::runtime_error("none of the targets runs on this machine (" + Halide::get_host_target().to_string() +
+                             ")");
+}
+
+int tune(const convgen::RegisteredModel& chosen, const std::string& path,
+         const std::vector<convgen::codegen::TargetChoice>& targets, convgen::schedules::TuneOptions options) {
+    using namespace convgen;
+    schedules::ScheduleDatabase database;
+    if (std::filesystem::exists(path)) database = schedules::ScheduleDatabase::load(path);
+    const Halide::Target target = tuning_target(targets);
+    options.progress = [](const std::string& line) { std::cout << "convgen tune: " << line << std::endl; };
+    const auto started = std::chrono::steady_clock::now();
+    const Model model = chosen.factory();
+    const std::vector<schedules::TunedStage> tuned = schedules::tune_model(model, target, database, options);
+    database.save(path);
+    double before = 0, after = 0;
+    for (const schedules::TunedStage& stage : tuned) {
+        before += stage.default_ms;
+        after += stage.best_ms;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::cout << fmt::format(
+        "convgen tune: {} stages of {} tuned in {:.0f} s; their kernels' times summed {:.2f} ms -> {:.2f} ms; "
+        "wrote {} ({} entries)\n",
+        tuned.size(), chosen.name, seconds, before, after, path, database.size());
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace convgen;
-    std::string output, model_name, schedules_path, targets_text;
+    std::string output, model_name, schedules_path, targets_text, tune_path;
     bool list_parameters = false;
+    schedules::TuneOptions tune_options;
     for (int i = 1; i < argc; i++) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
@@ -53,14 +95,33 @@ int main(int argc, char** argv) {
                 targets_text = value();
             else if (arg == "--parameters")
                 list_parameters = true;
-            else
+            else if (arg == "--tune")
+                tune_path = value();
+            else if (arg == "--budget")
+                tune_options.budget_seconds = std::stod(value());
+            else if (arg == "--batch")
+                tune_options.batch = std::stoi(value());
+            else if (arg == "--only") {
+                const std::string only = value();
+                if (only != "training" && only != "inference")
+                    throw std::invalid_argument("--only takes training or inference");
+                tune_options.training = only == "training";
+                tune_options.inference = only == "inference";
+            } else
                 return usage(argv[0]);
         } catch (const std::invalid_argument& e) {
             std::cerr << "convgen: " << e.what() << "\n";
             return usage(argv[0]);
+        } catch (const std::out_of_range& e) {
+            std::cerr << "convgen: " << arg << ": value out of range\n";
+            return usage(argv[0]);
         }
     }
-    if (output.empty() && !list_parameters) return usage(argv[0]);
+    if (output.empty() && !list_parameters && tune_path.empty()) return usage(argv[0]);
+    if (tune_options.budget_seconds <= 0 || tune_options.batch <= 0) {
+        std::cerr << "convgen: --budget and --batch must be positive\n";
+        return 2;
+    }
 
     const auto& models = registered_models();
     const RegisteredModel* chosen = nullptr;
@@ -107,6 +168,7 @@ int main(int argc, char** argv) {
                 options.targets.push_back({Halide::Target(parts[0]), parts[1]});
             }
         }
+        if (!tune_path.empty()) return tune(*chosen, tune_path, options.targets, tune_options);
         schedules::ScheduleDatabase database;
         if (!schedules_path.empty()) {
             database = schedules::ScheduleDatabase::load(schedules_path);

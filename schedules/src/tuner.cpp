@@ -1,0 +1,411 @@
+#include <convgen/codegen/lower.h>
+#include <convgen/schedules/tuner.h>
+
+#include "cpu/heuristics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <set>
+#include <stdexcept>
+
+namespace convgen::schedules {
+
+namespace {
+
+using codegen::KernelCall;
+using codegen::LoweredPipeline;
+using codegen::Program;
+using codegen::Slot;
+using codegen::SlotKind;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The target the JIT runs: the library target's instruction sets, with the runtime included and
+// no user-context argument.
+Halide::Target jit_target(const Halide::Target& target) {
+    return target.without_feature(Halide::Target::NoRuntime).without_feature(Halide::Target::UserContext);
+}
+
+// Buffers for one call of a kernel, filled with random values of the right kind, bound to the
+// kernel's parameters; outputs allocated.
+class CallBuffers {
+  public:
+    CallBuffers(const Model& model, const Program& program, const KernelCall& call, int batch, std::mt19937& random)
+        : layouts_(codegen::parameter_layouts(model)) {
+        const Shape& input = model.graph().node(model.input_node()).shape;
+        const int inputs = static_cast<int>(call.slots.size()) - call.outputs;
+        for (int i = 0; i < static_cast<int>(call.slots.size()); i++) {
+            const Slot& slot = call.slots[static_cast<size_t>(i)];
+            Halide::Buffer<> buffer;
+            switch (slot.kind) {
+                case SlotKind::images:
+                case SlotKind::augmented_images:
+                    // [C, H, W] images are (c, x, y, n) buffers; [F] features (f, n).
+                    buffer = make(Halide::Float(32), input.rank() == 3
+                                                         ? std::vector<int64_t>{input[0], input[2], input[1], batch}
+                                                         : std::vector<int64_t>{input[0], batch});
+                    break;
+                case SlotKind::labels:
+                    buffer = make(Halide::Int(32), {batch});
+                    break;
+                case SlotKind::tensor: {
+                    const codegen::ProgramTensor& t = program.tensors[static_cast<size_t>(slot.index)];
+                    std::vector<int64_t> extents = t.extents;
+                    if (t.batched) extents.push_back(batch);
+                    buffer = make(t.is_uint8 ? Halide::UInt(8) : Halide::Float(32), extents);
+                    break;
+                }
+                case SlotKind::value:
+                case SlotKind::velocity:
+                case SlotKind::new_value:
+                case SlotKind::new_velocity:
+                    buffer = make(Halide::Float(32), layouts_[static_cast<size_t>(slot.index)].internal_extents);
+                    break;
+                case SlotKind::loss:
+                    buffer = make(Halide::Float(32), {});
+                    break;
+                case SlotKind::correct:
+                    buffer = make(Halide::Int(32), {});
+                    break;
+                case SlotKind::probabilities:
+                    buffer = make(Halide::Float(32), {model.classes(), batch});
+                    break;
+                default:
+                    break;  // a scalar
+            }
+            if (i >= inputs) {
+                outputs_.push_back(buffer);
+            } else {
+                if (buffer.defined()) fill(buffer, slot.kind, model.classes(), random);
+                inputs_.push_back({slot.kind, buffer});
+            }
+        }
+    }
+
+    // Binds the inputs to a freshly built kernel's parameters.
+    void bind(const LoweredPipeline& kernel) const {
+        if (kernel.parameters.size() != inputs_.size()) {
+            throw std::logic_error("a kernel's parameters do not match its call's arguments");
+        }
+        for (size_t i = 0; i < inputs_.size(); i++) {
+            Halide::Internal::Parameter parameter = kernel.parameters[i];
+            const auto& [kind, buffer] = inputs_[i];
+            if (buffer.defined()) {
+                parameter.set_buffer(buffer);
+            } else if (kind == SlotKind::step_seed) {
+                parameter.set_scalar<uint32_t>(12345u);
+            } else if (kind == SlotKind::dropout_enabled || kind == SlotKind::augmentation_enabled) {
+                parameter.set_scalar<bool>(true);
+            } else if (kind == SlotKind::learning_rate) {
+                parameter.set_scalar<float>(0.01f);
+            } else if (kind == SlotKind::momentum) {
+                parameter.set_scalar<float>(0.9f);
+            } else {
+                parameter.set_scalar<float>(5e-4f);  // weight decay
+            }
+        }
+    }
+
+    std::vector<Halide::Buffer<>>& outputs() { return outputs_; }
+
+  private:
+    static Halide::Buffer<> make(Halide::Type type, const std::vector<int64_t>& extents) {
+        std::vector<int> sizes;
+        for (int64_t e : extents) sizes.push_back(static_cast<int>(e));
+        return Halide::Buffer<>(type, sizes);
+    }
+
+    static void fill(Halide::Buffer<>& buffer, SlotKind kind, int64_t classes, std::mt19937& random) {
+        if (buffer.type() == Halide::Float(32)) {
+            std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+            Halide::Buffer<float>(buffer).for_each_value([&](float& v) { v = value(random); });
+        } else if (buffer.type() == Halide::Int(32)) {
+            std::uniform_int_distribution<int> label(0, static_cast<int>(classes) - 1);
+            Halide::Buffer<int32_t>(buffer).for_each_value(
+                [&](int32_t& v) { v = kind == SlotKind::labels ? label(random) : 0; });
+        } else {
+            Halide::Buffer<uint8_t>(buffer).fill(0);  // a max pool's argmax: window position 0
+        }
+    }
+
+    std::vector<codegen::ParameterLayout> layouts_;
+    std::vector<std::pair<SlotKind, Halide::Buffer<>>> inputs_;
+    std::vector<Halide::Buffer<>> outputs_;
+};
+
+// Whether two runs' outputs agree: equal integers, floats within a small fraction of the
+// output's largest magnitude (a schedule may sum in another order).
+bool same_outputs(const std::vector<Halide::Buffer<>>& expected, const std::vector<Halide::Buffer<>>& got) {
+    for (size_t o = 0; o < expected.size(); o++) {
+        const Halide::Buffer<>& a = expected[o];
+        const Halide::Buffer<>& b = got[o];
+        if (a.type() == Halide::Float(32)) {
+            double largest = 0, difference = 0;
+            bool finite = true;
+            Halide::Buffer<const float>(a).for_each_element([&](const int* position) {
+                const double x = Halide::Buffer<const float>(a)(position), y = Halide::Buffer<const float>(b)(position);
+                if (std::isfinite(x) != std::isfinite(y)) finite = false;
+                if (std::isfinite(x) && std::isfinite(y)) {
+                    largest = std::max(largest, std::abs(x));
+                    difference = std::max(difference, std::abs(x - y));
+                }
+            });
+            if (!finite || difference > 2e-3 * largest + 1e-6) return false;
+        } else {
+            if (a.size_in_bytes() != b.size_in_bytes() || std::memcmp(a.data(), b.data(), a.size_in_bytes()) != 0) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffers) {
+    std::vector<Halide::Buffer<>> result;
+    for (const Halide::Buffer<>& b : buffers) result.push_back(b.copy());
+    return result;
+}
+
+std::string parameters_text(const ScheduleParameters& p) {
+    std::string text;
+    for (const auto& [name, value] : p) text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
+    return text;
+}
+
+// One stage to tune: where it is measured and what it may be.
+struct Job {
+    const Program* program = nullptr;
+    int kernel = -1;
+    int call = -1;
+    std::string where;
+    TunableStage stage;
+};
+
+class Tuner {
+  public:
+    Tuner(const Model& model, const Halide::Target& target, ScheduleDatabase& database, const TuneOptions& options)
+        : model_(model),
+          target_(jit_target(target)),
+          key_(database_target(target)),
+          database_(database),
+          working_(database),
+          options_(options),
+          random_(options.seed) {
+        lowering_.database = &working_;
+        lowering_.tunable_stages = &recorded_;
+    }
+
+    std::vector<TunedStage> run() {
+        const Clock::time_point started = Clock::now();
+        std::vector<Program> programs;
+        std::vector<std::string> names;
+        if (options_.training) {
+            programs.push_back(codegen::plan_training_step(model_, lowering_));
+            names.push_back("training");
+        }
+        if (options_.inference) {
+            programs.push_back(codegen::plan_inference(model_, lowering_));
+            names.push_back("inference");
+        }
+        std::vector<Job> jobs;
+        std::set<std::string> seen;
+        for (size_t p = 0; p < programs.size(); p++) {
+            const Program& program = programs[p];
+            std::vector<bool> listed(program.kernels.size(), false);
+            for (int c = 0; c < static_cast<int>(program.calls.size()); c++) {
+                const int k = program.calls[static_cast<size_t>(c)].kernel;
+                if (listed[static_cast<size_t>(k)]) continue;
+                listed[static_cast<size_t>(k)] = true;
+                recorded_.clear();
+                program.build(k, target_);
+                for (const TunableStage& stage : recorded_) {
+                    if (!seen.insert(stage.signature).second) continue;
+                    jobs.push_back({&program, k, c,
+                                    fmt::format("{} ({})", program.calls[static_cast<size_t>(c)].what, names[p]),
+                                    stage});
+                }
+            }
+        }
+        recorded_.clear();
+        lowering_.tunable_stages = nullptr;
+        report(fmt::format("{}: {} parameterised stages to tune for {} in {:.0f} s, batch {}", model_.name(),
+                           jobs.size(), key_, options_.budget_seconds, options_.batch));
+
+        std::vector<TunedStage> results;
+        for (size_t j = 0; j < jobs.size(); j++) {
+            const double left = options_.budget_seconds - seconds_since(started);
+            const double share = std::max(0.0, left / static_cast<double>(jobs.size() - j));
+            results.push_back(tune(jobs[j], share, fmt::format("[{}/{}]", j + 1, jobs.size())));
+        }
+        return results;
+    }
+
+  private:
+    struct Measurement {
+        bool ok = false;
+        double ms = 0;
+        std::string error;
+    };
+
+    TunedStage tune(const Job& job, double seconds, const std::string& counter) {
+        const Clock::time_point started = Clock::now();
+        const TunableStage& stage = job.stage;
+        TunedStage result;
+        result.signature = stage.signature;
+        result.kernel = job.where;
+
+        // The starting point: the database's parameters where they are valid, else the heuristics'.
+        const auto stored = database_.find(key_, stage.signature);
+        const ScheduleParameters start =
+            stored ? cpu::override_within(stage.defaults, *stored, stage.space) : stage.defaults;
+        CallBuffers buffers(model_, *job.program, job.program->calls[static_cast<size_t>(job.call)], options_.batch,
+                            random_);
+        std::vector<Halide::Buffer<>> reference;
+        std::set<ScheduleParameters> tried;
+
+        auto measure = [&](const ScheduleParameters& candidate) {
+            tried.insert(candidate);
+            result.candidates++;
+            working_.insert(key_, stage.signature, candidate);
+            Measurement m;
+            try {
+                LoweredPipeline kernel = job.program->build(job.kernel, target_);
+                buffers.bind(kernel);
+                kernel.pipeline.compile_jit(target_);
+                Halide::Realization outputs(buffers.outputs());
+                kernel.pipeline.realize(outputs, target_);  // warm-up
+                if (reference.empty()) {
+                    reference = copies(buffers.outputs());
+                } else if (!same_outputs(reference, buffers.outputs())) {
+                    m.error = "computed other numbers than the starting schedule";
+                    result.rejected++;
+                    return m;
+                }
+                std::vector<double> times;
+                for (int r = 0; r < std::max(1, options_.repeats); r++) {
+                    const Clock::time_point t0 = Clock::now();
+                    kernel.pipeline.realize(outputs, target_);
+                    times.push_back(seconds_since(t0) * 1e3);
+                }
+                std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+                m.ok = true;
+                m.ms = times[times.size() / 2];
+            } catch (const Halide::Error& e) {
+                m.error = e.what();
+                result.rejected++;
+            }
+            return m;
+        };
+
+        const Measurement first = measure(start);
+        if (!first.ok) {
+            // The starting schedule itself fails: leave the stage to the heuristics.
+            working_.insert(key_, stage.signature, stage.defaults);
+            report(fmt::format("{} {} ({}): the starting schedule failed: {}", counter, stage.signature, job.where,
+                               first.error));
+            result.chosen = stage.defaults;
+            return result;
+        }
+        ScheduleParameters best = start;
+        result.default_ms = result.best_ms = first.ms;
+
+        size_t space_size = 1;
+        for (const auto& [name, values] : stage.space)
+            space_size = std::min<size_t>(space_size * values.size(), 1u << 30);
+        int attempts = 0, misses = 0;
+        while (seconds_since(started) < seconds && tried.size() < space_size && misses < 10000) {
+            const ScheduleParameters candidate = ++attempts % 2 == 0 ? neighbour(best, stage) : sample(start, stage);
+            if (tried.count(candidate)) {
+                misses++;
+                continue;
+            }
+            misses = 0;
+            const Measurement m = measure(candidate);
+            if (m.ok && m.ms < result.best_ms) {
+                result.best_ms = m.ms;
+                best = candidate;
+            }
+        }
+        working_.insert(key_, stage.signature, best);
+        database_.insert(key_, stage.signature, best);
+        result.chosen = best;
+        report(fmt::format("{} {} ({}): {:.3f} ms -> {:.3f} ms ({:.2f}x), {} in {} candidates{}", counter,
+                           stage.signature, job.where, result.default_ms, result.best_ms,
+                           result.default_ms / result.best_ms, parameters_text(best), result.candidates,
+                           result.rejected ? fmt::format(", {} rejected", result.rejected) : ""));
+        return result;
+    }
+
+    ScheduleParameters sample(ScheduleParameters point, const TunableStage& stage) {
+        for (const auto& [name, values] : stage.space) {
+            point[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random_)];
+        }
+        return point;
+    }
+
+    // One parameter moved to the next or previous value of its list.
+    ScheduleParameters neighbour(ScheduleParameters point, const TunableStage& stage) {
+        std::vector<const std::pair<const std::string, std::vector<int>>*> movable;
+        for (const auto& entry : stage.space) {
+            if (entry.second.size() > 1) movable.push_back(&entry);
+        }
+        if (movable.empty()) return point;
+        const auto& [name, values] = *movable[std::uniform_int_distribution<size_t>(0, movable.size() - 1)(random_)];
+        const auto at = std::find(values.begin(), values.end(), point[name]);
+        const long index = at == values.end() ? 0 : at - values.begin();
+        const long step = std::uniform_int_distribution<int>(0, 1)(random_) ? 1 : -1;
+        point[name] =
+            values[static_cast<size_t>(std::clamp<long>(index + step, 0, static_cast<long>(values.size()) - 1))];
+        return point;
+    }
+
+    void report(const std::string& line) const {
+        if (options_.progress) options_.progress(line);
+    }
+
+    const Model& model_;
+    Halide::Target target_;
+    std::string key_;
+    ScheduleDatabase& database_;
+    ScheduleDatabase working_;  // the database with the candidate being measured
+    TuneOptions options_;
+    std::mt19937 random_;
+    std::vector<TunableStage> recorded_;
+    codegen::LoweringOptions lowering_;
+};
+
+}  // namespace
+
+bool runs_on_this_machine(const Halide::Target& target) {
+    using F = Halide::Target::Feature;
+    const Halide::Target host = Halide::get_host_target();
+    if (target.arch != host.arch || target.bits != host.bits || target.os != host.os) return false;
+    for (F isa : {F::SSE41, F::AVX, F::AVX2, F::FMA, F::FMA4, F::F16C, F::AVX512, F::AVX512_KNL, F::AVX512_Skylake,
+                  F::AVX512_Cannonlake, F::AVX512_SapphireRapids}) {
+        if (target.has_feature(isa) && !host.has_feature(isa)) return false;
+    }
+    return true;
+}
+
+std::string database_target(const Halide::Target& target) {
+    return cpu::target_key(target);
+}
+
+std::vector<TunedStage> tune_model(const Model& model, const Halide::Target& target, ScheduleDatabase& database,
+                                   const TuneOptions& options) {
+    if (!runs_on_this_machine(target)) {
+        throw std::runtime_error(fmt::format("cannot tune for {}: this machine ({}) does not run it",
+                                             target.to_string(), Halide::get_host_target().to_string()));
+    }
+    return Tuner(model, target, database, options).run();
+}
+
+}  // namespace convgen::schedules
