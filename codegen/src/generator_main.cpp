@@ -5,6 +5,10 @@
 //               [--targets TARGET:SUFFIX,...]
 //       measures schedule candidates on this machine for the first of the targets it runs, and
 //       writes the winners into the schedule database FILE (created, or updated in place).
+//   <generator> --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]
+//               [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]
+//       times every kernel under convgen's schedules and under Halide's autoschedulers
+//       (Mullapudi2016, Adams2019, Li2018), and prints the table.
 #include <convgen/codegen/emit.h>
 #include <convgen/schedules/tuner.h>
 
@@ -33,7 +37,9 @@ int usage(const char* program) {
         "usage: {0} --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
         "       {0} --parameters [--model NAME]\n"
         "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
-        "              [--targets TARGET:SUFFIX,...]\n",
+        "              [--targets TARGET:SUFFIX,...]\n"
+        "       {0} --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]\n"
+        "              [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]\n",
         program);
     return 2;
 }
@@ -45,6 +51,53 @@ Halide::Target tuning_target(const std::vector<convgen::codegen::TargetChoice>& 
     }
     throw std::runtime_error("none of the targets runs on this machine (" + Halide::get_host_target().to_string() +
                              ")");
+}
+
+int compare_autoschedulers(const convgen::RegisteredModel& chosen, const convgen::schedules::ScheduleDatabase& database,
+                           const std::vector<convgen::codegen::TargetChoice>& targets,
+                           convgen::schedules::AutoschedulerOptions options) {
+    using namespace convgen;
+    const Halide::Target target = tuning_target(targets);
+    options.progress = [](const std::string& line) { std::cout << "convgen compare: " << line << std::endl; };
+    const Model model = chosen.factory();
+    std::cout << fmt::format("convgen compare: {} {} at batch {} on {}\n", chosen.name,
+                             options.training ? "training step" : "inference", options.batch,
+                             schedules::database_target(target));
+    const std::vector<schedules::KernelComparison> rows =
+        schedules::compare_with_autoschedulers(model, target, database, options);
+    // Whole step: each kernel's time times the calls to it; an autoscheduler that failed on any
+    // kernel has no total.
+    std::cout << fmt::format("\n| kernel | calls | convgen ms |");
+    for (const std::string& name : options.autoschedulers) std::cout << " " << name << " ms |";
+    std::cout << "\n|---|---:|---:|";
+    for (size_t i = 0; i < options.autoschedulers.size(); i++) std::cout << "---:|";
+    std::cout << "\n";
+    double ours = 0;
+    std::map<std::string, double> theirs;
+    std::map<std::string, bool> complete;
+    for (const std::string& name : options.autoschedulers) complete[name] = true;
+    for (const schedules::KernelComparison& row : rows) {
+        ours += row.calls * row.convgen_ms;
+        std::cout << fmt::format("| {} | {} | {:.3f} |", row.kernel, row.calls, row.convgen_ms);
+        for (const std::string& name : options.autoschedulers) {
+            const auto found = row.autoscheduled_ms.find(name);
+            if (found == row.autoscheduled_ms.end()) {
+                complete[name] = false;
+                std::cout << " failed |";
+            } else {
+                theirs[name] += row.calls * found->second;
+                std::cout << fmt::format(" {:.3f} |", found->second);
+            }
+        }
+        std::cout << "\n";
+    }
+    std::cout << fmt::format("| **whole {}** | | **{:.2f}** |", options.training ? "step" : "inference", ours);
+    for (const std::string& name : options.autoschedulers) {
+        std::cout << (complete[name] ? fmt::format(" **{:.2f}** ({:.2f}x) |", theirs[name], theirs[name] / ours)
+                                     : std::string(" n/a |"));
+    }
+    std::cout << "\n";
+    return 0;
 }
 
 int tune(const convgen::RegisteredModel& chosen, const std::string& path,
@@ -76,8 +129,9 @@ int tune(const convgen::RegisteredModel& chosen, const std::string& path,
 int main(int argc, char** argv) {
     using namespace convgen;
     std::string output, model_name, schedules_path, targets_text, tune_path;
-    bool list_parameters = false;
+    bool list_parameters = false, compare = false;
     schedules::TuneOptions tune_options;
+    schedules::AutoschedulerOptions compare_options;
     for (int i = 1; i < argc; i++) {
         const std::string arg = argv[i];
         auto value = [&]() -> std::string {
@@ -97,6 +151,10 @@ int main(int argc, char** argv) {
                 list_parameters = true;
             else if (arg == "--tune")
                 tune_path = value();
+            else if (arg == "--compare-autoschedulers")
+                compare = true;
+            else if (arg == "--autoschedulers")
+                compare_options.autoschedulers = split(value(), ',');
             else if (arg == "--budget")
                 tune_options.budget_seconds = std::stod(value());
             else if (arg == "--batch")
@@ -107,6 +165,7 @@ int main(int argc, char** argv) {
                     throw std::invalid_argument("--only takes training or inference");
                 tune_options.training = only == "training";
                 tune_options.inference = only == "inference";
+                compare_options.training = only == "training";
             } else
                 return usage(argv[0]);
         } catch (const std::invalid_argument& e) {
@@ -117,7 +176,8 @@ int main(int argc, char** argv) {
             return usage(argv[0]);
         }
     }
-    if (output.empty() && !list_parameters && tune_path.empty()) return usage(argv[0]);
+    if (output.empty() && !list_parameters && tune_path.empty() && !compare) return usage(argv[0]);
+    compare_options.batch = tune_options.batch;
     if (tune_options.budget_seconds <= 0 || tune_options.batch <= 0) {
         std::cerr << "convgen: --budget and --batch must be positive\n";
         return 2;
@@ -174,6 +234,7 @@ int main(int argc, char** argv) {
             database = schedules::ScheduleDatabase::load(schedules_path);
             options.database = &database;
         }
+        if (compare) return compare_autoschedulers(*chosen, database, options.targets, compare_options);
         const Model model = chosen->factory();
         codegen::emit_library(model, options);
     } catch (const ModelError& e) {

@@ -177,11 +177,12 @@ std::vector<int64_t> image_extents(const Model& model) {
 class Kernel {
   public:
     Kernel(const Halide::Target& target, const schedules::ScheduleDatabase* database, bool training,
-           std::vector<schedules::TunableStage>* tunable_stages = nullptr) {
+           std::vector<schedules::TunableStage>* tunable_stages = nullptr, bool unscheduled = false) {
         context.target = target;
         context.training = training;
         context.database = database;
         context.tunable_stages = tunable_stages;
+        context.unscheduled = unscheduled;
     }
 
     Value tensor(Slot slot, const std::vector<int64_t>& extents, bool batched = true, bool is_uint8 = false) {
@@ -315,6 +316,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
           training_(training),
           database_(options.database),
           tunable_stages_(options.tunable_stages),
+          unscheduled_(options.unscheduled),
           layouts_(parameter_layouts(model)) {}
 
     Program plan() {
@@ -364,7 +366,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         Program program = program_;
         std::shared_ptr<Planner> self = shared_from_this();
         program.build = [self](int k, const Halide::Target& target) {
-            Kernel kernel(target, self->database_, self->training_, self->tunable_stages_);
+            Kernel kernel(target, self->database_, self->training_, self->tunable_stages_, self->unscheduled_);
             self->bodies_[static_cast<size_t>(k)](kernel);
             return kernel.finish();
         };
@@ -1145,6 +1147,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     bool training_;
     const schedules::ScheduleDatabase* database_;
     std::vector<schedules::TunableStage>* tunable_stages_;
+    bool unscheduled_;
     std::vector<ParameterLayout> layouts_;
     std::vector<Group> groups_;
     std::vector<int> group_of_, tensor_of_;

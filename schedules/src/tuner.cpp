@@ -6,12 +6,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 namespace convgen::schedules {
 
@@ -174,6 +176,23 @@ std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffer
     return result;
 }
 
+// JIT-compiles a built kernel, binds the call's buffers, runs it once to warm up, then `repeats`
+// times; returns the median time in ms. The outputs hold the last run's values.
+double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Target& target, int repeats) {
+    buffers.bind(kernel);
+    kernel.pipeline.compile_jit(target);
+    Halide::Realization outputs(buffers.outputs());
+    kernel.pipeline.realize(outputs, target);
+    std::vector<double> times;
+    for (int r = 0; r < std::max(1, repeats); r++) {
+        const Clock::time_point start = Clock::now();
+        kernel.pipeline.realize(outputs, target);
+        times.push_back(seconds_since(start) * 1e3);
+    }
+    std::nth_element(times.begin(), times.begin() + static_cast<long>(times.size() / 2), times.end());
+    return times[times.size() / 2];
+}
+
 std::string parameters_text(const ScheduleParameters& p) {
     std::string text;
     for (const auto& [name, value] : p) text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
@@ -278,10 +297,7 @@ class Tuner {
             Measurement m;
             try {
                 LoweredPipeline kernel = job.program->build(job.kernel, target_);
-                buffers.bind(kernel);
-                kernel.pipeline.compile_jit(target_);
-                Halide::Realization outputs(buffers.outputs());
-                kernel.pipeline.realize(outputs, target_);  // warm-up
+                const double ms = run_timed(kernel, buffers, target_, options_.repeats);
                 if (reference.empty()) {
                     reference = copies(buffers.outputs());
                 } else if (!same_outputs(reference, buffers.outputs())) {
@@ -289,15 +305,8 @@ class Tuner {
                     result.rejected++;
                     return m;
                 }
-                std::vector<double> times;
-                for (int r = 0; r < std::max(1, options_.repeats); r++) {
-                    const Clock::time_point t0 = Clock::now();
-                    kernel.pipeline.realize(outputs, target_);
-                    times.push_back(seconds_since(t0) * 1e3);
-                }
-                std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
                 m.ok = true;
-                m.ms = times[times.size() / 2];
+                m.ms = ms;
             } catch (const Halide::Error& e) {
                 m.error = e.what();
                 result.rejected++;
@@ -406,6 +415,107 @@ std::vector<TunedStage> tune_model(const Model& model, const Halide::Target& tar
                                              target.to_string(), Halide::get_host_target().to_string()));
     }
     return Tuner(model, target, database, options).run();
+}
+
+namespace {
+
+// Loads an autoscheduler's plugin once ("Mullapudi2016" -> libautoschedule_mullapudi2016.so).
+void load_autoscheduler(const std::string& name, const std::string& plugin_dir) {
+    static std::set<std::string> loaded;
+    if (loaded.count(name)) return;
+    std::string file = name;
+    std::transform(file.begin(), file.end(), file.begin(), [](unsigned char c) { return std::tolower(c); });
+    Halide::load_plugin(plugin_dir + "/libautoschedule_" + file + ".so");
+    loaded.insert(name);
+}
+
+// The estimates an autoscheduler plans with: the call's buffer extents and scalar values.
+void set_estimates(LoweredPipeline& kernel, CallBuffers& buffers) {
+    buffers.bind(kernel);  // scalars first get their values, so they can be estimated from them
+    for (size_t i = 0; i < kernel.parameters.size(); i++) {
+        Halide::Internal::Parameter& parameter = kernel.parameters[i];
+        if (parameter.is_buffer()) {
+            const Halide::Buffer<> bound = parameter.buffer();
+            for (int d = 0; d < bound.dimensions(); d++) {
+                parameter.set_min_constraint_estimate(d, bound.dim(d).min());
+                parameter.set_extent_constraint_estimate(d, bound.dim(d).extent());
+            }
+        } else {
+            parameter.set_estimate(parameter.scalar_expr());
+        }
+    }
+    size_t next = 0;
+    for (Halide::Func output : kernel.pipeline.outputs()) {
+        const Halide::Buffer<>& buffer = buffers.outputs()[next];
+        Halide::Region region;
+        for (int d = 0; d < buffer.dimensions(); d++) region.push_back({buffer.dim(d).min(), buffer.dim(d).extent()});
+        output.set_estimates(region);
+        next += static_cast<size_t>(output.outputs());
+    }
+}
+
+}  // namespace
+
+std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, const Halide::Target& target,
+                                                          const ScheduleDatabase& database,
+                                                          const AutoschedulerOptions& options) {
+    if (!runs_on_this_machine(target)) {
+        throw std::runtime_error(fmt::format("cannot measure {} on this machine ({})", target.to_string(),
+                                             Halide::get_host_target().to_string()));
+    }
+    const Halide::Target jit = jit_target(target);
+    codegen::LoweringOptions scheduled, unscheduled;
+    scheduled.database = &database;
+    unscheduled.unscheduled = true;
+    const Program ours =
+        options.training ? codegen::plan_training_step(model, scheduled) : codegen::plan_inference(model, scheduled);
+    const Program theirs = options.training ? codegen::plan_training_step(model, unscheduled)
+                                            : codegen::plan_inference(model, unscheduled);
+    for (const std::string& name : options.autoschedulers) load_autoscheduler(name, options.plugin_dir);
+    // What the autoschedulers are told of the machine: its cores, a 16 MB last-level cache and
+    // Halide's default balance (the values of Halide's own apps).
+    const Halide::MachineParams machine(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+                                        16 * 1024 * 1024, 40);
+    std::mt19937 random(1);
+
+    std::vector<KernelComparison> results;
+    std::vector<int> first_call(ours.kernels.size(), -1), calls(ours.kernels.size(), 0);
+    for (int c = 0; c < static_cast<int>(ours.calls.size()); c++) {
+        const int k = ours.calls[static_cast<size_t>(c)].kernel;
+        if (first_call[static_cast<size_t>(k)] < 0) first_call[static_cast<size_t>(k)] = c;
+        calls[static_cast<size_t>(k)]++;
+    }
+    for (size_t k = 0; k < ours.kernels.size(); k++) {
+        const int c = first_call[k];
+        if (c < 0) continue;
+        KernelComparison row;
+        row.kernel = ours.calls[static_cast<size_t>(c)].what;
+        row.calls = calls[k];
+        CallBuffers buffers(model, ours, ours.calls[static_cast<size_t>(c)], options.batch, random);
+        LoweredPipeline kernel = ours.build(static_cast<int>(k), jit);
+        row.convgen_ms = run_timed(kernel, buffers, jit, options.repeats);
+        const std::vector<Halide::Buffer<>> reference = copies(buffers.outputs());
+        std::string line = fmt::format("{} (x{}): convgen {:.3f} ms", row.kernel, row.calls, row.convgen_ms);
+        for (const std::string& name : options.autoschedulers) {
+            try {
+                LoweredPipeline bare = theirs.build(static_cast<int>(k), jit);
+                set_estimates(bare, buffers);
+                bare.pipeline.auto_schedule(name, jit, machine);
+                const double ms = run_timed(bare, buffers, jit, options.repeats);
+                if (!same_outputs(reference, buffers.outputs())) throw std::runtime_error("computed other numbers");
+                row.autoscheduled_ms[name] = ms;
+                line += fmt::format(", {} {:.3f} ms", name, ms);
+            } catch (const std::exception& e) {
+                std::string why = e.what();
+                if (const size_t end = why.find('\n'); end != std::string::npos) why.resize(end);
+                row.errors[name] = why;
+                line += fmt::format(", {} failed ({})", name, why);
+            }
+        }
+        if (options.progress) options.progress(line);
+        results.push_back(std::move(row));
+    }
+    return results;
 }
 
 }  // namespace convgen::schedules

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <set>
+#include <string>
 
 using namespace convgen;
 using namespace convgen::schedules;
@@ -80,6 +81,29 @@ TEST_SUITE("autotuner") {
                 const std::vector<int>& allowed = stage.space.at(name);
                 INFO(name << " = " << value);
                 CHECK(std::find(allowed.begin(), allowed.end(), value) != allowed.end());
+            }
+        }
+    }
+
+    TEST_CASE("Halide's autoschedulers schedule the same kernels, which compute the same numbers") {
+        const Model model = tuning_net();
+        AutoschedulerOptions options;
+        options.batch = 2;
+        options.repeats = 1;
+        options.autoschedulers = {"Mullapudi2016"};
+        const std::vector<KernelComparison> rows =
+            compare_with_autoschedulers(model, Halide::get_host_target(), ScheduleDatabase{}, options);
+        REQUIRE(rows.size() >= 6);  // forward and backward of conv1, conv2 and the dense layer, the loss
+        for (const KernelComparison& row : rows) {
+            INFO(row.kernel);
+            CHECK(row.calls == 1);
+            CHECK(row.convgen_ms > 0);
+            // Timed, having given the same outputs as convgen's schedule, or failed with a reason.
+            CHECK(row.autoscheduled_ms.count("Mullapudi2016") + row.errors.count("Mullapudi2016") == 1);
+            if (row.errors.count("Mullapudi2016")) {
+                const std::string& why = row.errors.at("Mullapudi2016");
+                CHECK_FALSE(why.empty());
+                CHECK(why.find("other numbers") == std::string::npos);
             }
         }
     }

@@ -121,6 +121,7 @@ void register_tiled(Halide::Stage update, const Var& c, const Var& x, const Hali
 
 bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
                              bool row_consumer) {
+    if (context.unscheduled) return false;
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
@@ -169,6 +170,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
 }
 
 void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
 
@@ -244,11 +246,13 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
 }
 
 void schedule_pool_forward(PoolForwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     copy_at_root(s.padded_input, context.vector_width(), s.geometry.channels);
     stored_elementwise(s.output, context.vector_width());
 }
 
 void schedule_pool_backward(PoolBackwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     const PoolGeometry& g = s.geometry;
     if (g.stride != g.kernel || g.padding != 0 || g.kernel > 4) {
         stored_elementwise(s.input_grad, context.vector_width());
@@ -289,6 +293,7 @@ std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
 // sample of a block of the batch (or per input feature for the weight gradient). Tails of the
 // runtime batch are guarded, never rounded up: rounding would read images past the batch.
 void schedule_dense_forward(DenseForwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     // The weights copied once per call, output features padded with zeros to whole vectors, so
     // that the output loop is rounded up instead of guarded (a scalar tail per reduction step).
@@ -313,6 +318,7 @@ void schedule_dense_forward(DenseForwardStages s, const Context& context) {
 }
 
 void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     TailStrategy out_tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
     if (s.weight_grad.defined()) {
@@ -359,15 +365,18 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
 }
 
 void schedule_elementwise(ElementwiseStage stage, const Context& context) {
+    if (context.unscheduled) return;
     stored_elementwise(stage.func, context.vector_width());
 }
 
 void schedule_gradient_copy(Func copy, int64_t innermost_extent, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     if (innermost_extent >= vw) copy.vectorize(copy.args()[0], vw, TailStrategy::GuardWithIf);
 }
 
-void schedule_sums_of_squares(const std::vector<Func>& sums, const Context&) {
+void schedule_sums_of_squares(const std::vector<Func>& sums, const Context& context) {
+    if (context.unscheduled) return;
     // Serial sums, once per step: small next to the backward pass that produced the gradients.
     for (Func sum : sums) sum.compute_root();
 }
@@ -401,6 +410,7 @@ void channel_sum(Func f, int64_t channels, const Context& context) {
 }  // namespace
 
 void schedule_batch_norm(BatchNormStages s, const Context& context) {
+    if (context.unscheduled) return;
     channel_sum(s.mean, s.channels, context);
     channel_sum(s.variance, s.channels, context);
     s.mean_of_batch.compute_root();
@@ -410,6 +420,7 @@ void schedule_batch_norm(BatchNormStages s, const Context& context) {
 }
 
 void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context) {
+    if (context.unscheduled) return;
     s.rstd.compute_root();
     channel_sum(s.grad_sum, s.channels, context);
     channel_sum(s.grad_dot_normalised, s.channels, context);
@@ -418,6 +429,7 @@ void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& cont
 }
 
 void schedule_global_pool(GlobalPoolStages s, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     const TailStrategy tail = channel_tail(s.channels, vw);
     const std::vector<Var> v = s.sum.args();  // (c, n)
@@ -437,6 +449,7 @@ Var output_rows() {
 }  // namespace
 
 void schedule_kernel_output(Func output, int64_t innermost_extent, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     const std::vector<Var> v = output.args();
     if (innermost_extent >= vw) output.vectorize(v[0], vw, channel_tail(innermost_extent, vw));
@@ -452,16 +465,18 @@ void compute_per_output_row(Func stage, Func output) {
 }
 
 void schedule_per_channel(Func func, const Context& context) {
-    (void)context;
+    if (context.unscheduled) return;
     func.compute_root();
 }
 
 void schedule_state_update(Func func, const Context& context) {
+    // A few values per channel: the default (computed where it is stored) is right.
     (void)func;
-    (void)context;  // a few values per channel: the default (computed where it is stored) is right
+    (void)context;
 }
 
 void schedule_augmentation(AugmentationStages stages, const Context& context) {
+    if (context.unscheduled) return;
     for (Func& f : stages.per_image) f.compute_root();
     // Whole images, since a rotation reads anywhere in its source and a contrast change reduces it.
     for (Func& f : stages.resampled) {
@@ -471,13 +486,14 @@ void schedule_augmentation(AugmentationStages stages, const Context& context) {
 }
 
 void schedule_loss(LossStages s, const Context& context) {
-    (void)context;
+    if (context.unscheduled) return;
     s.row_max.compute_root();
     s.row_sum.compute_root();
     if (s.logits_grad.defined()) s.logits_grad.compute_root();
 }
 
 void schedule_parameter_update(ParameterUpdateStages s, const Context& context) {
+    if (context.unscheduled) return;
     const int vw = context.vector_width();
     if (s.innermost_extent >= vw) {
         s.new_value.vectorize(s.new_value.args()[0], vw, TailStrategy::GuardWithIf);

@@ -97,6 +97,8 @@ struct LoweringOptions {
     // database between builds and see which parameterised stages a kernel has.
     const schedules::ScheduleDatabase* database = nullptr;
     std::vector<schedules::TunableStage>* tunable_stages = nullptr;
+    // Kernels without convgen's schedules, for one of Halide's autoschedulers.
+    bool unscheduled = false;
 };
 
 // The model's graph after the rewrites codegen applies before lowering, layer names kept:

@@ -14,6 +14,9 @@ struct Context {
     const ScheduleDatabase* database = nullptr;  // may be null: heuristics only
     // When set, every parameterised stage scheduled is appended here (the autotuner's work list).
     std::vector<TunableStage>* tunable_stages = nullptr;
+    // Leave every stage unscheduled, for one of Halide's autoschedulers to schedule (the
+    // comparison with them): each schedule function then does nothing.
+    bool unscheduled = false;
 
     int vector_width() const { return target.natural_vector_size<float>(); }
 };

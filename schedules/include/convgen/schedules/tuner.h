@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,5 +55,30 @@ std::string database_target(const Halide::Target& target);
 // not run here.
 std::vector<TunedStage> tune_model(const Model& model, const Halide::Target& target, ScheduleDatabase& database,
                                    const TuneOptions& options);
+
+// Halide's own autoschedulers on the same kernels: each kernel of the model's training step (or
+// inference) built without convgen's schedules, scheduled by each named autoscheduler (plugins
+// loaded from plugin_dir), JIT-compiled and timed as the tuner times candidates, next to the
+// kernel under convgen's schedules (with `database`).
+struct AutoschedulerOptions {
+    int batch = 32;
+    int repeats = 5;
+    bool training = true;  // the training step's kernels; false: inference's
+    std::vector<std::string> autoschedulers = {"Mullapudi2016", "Adams2019", "Li2018"};
+    std::string plugin_dir = "/usr/lib/x86_64-linux-gnu/halide14";
+    std::function<void(const std::string&)> progress;  // a line per kernel
+};
+
+struct KernelComparison {
+    std::string kernel;  // what it computes: "backward conv2+maxpool2"
+    int calls = 0;       // how many times one step or inference calls it
+    double convgen_ms = 0;
+    std::map<std::string, double> autoscheduled_ms;  // per autoscheduler; absent where it failed
+    std::map<std::string, std::string> errors;       // why it failed
+};
+
+std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, const Halide::Target& target,
+                                                          const ScheduleDatabase& database,
+                                                          const AutoschedulerOptions& options);
 
 }  // namespace convgen::schedules
