@@ -176,8 +176,18 @@ std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffer
     return result;
 }
 
+// Evicts the caches: in a network, a kernel's weights and inputs were last touched a whole
+// network ago, so a kernel timed again and again with warm caches looks faster than it runs
+// (ResNet-18's deep convs read megabytes of weights each). Writes more than any last-level cache.
+void flush_caches() {
+    static std::vector<char> junk(64 << 20);
+    static char round = 0;
+    round++;
+    for (size_t i = 0; i < junk.size(); i += 64) junk[i] = round;
+}
+
 // JIT-compiles a built kernel, binds the call's buffers, runs it once to warm up, then `repeats`
-// times; returns the median time in ms. The outputs hold the last run's values.
+// times, each from cold caches; returns the median time in ms. The outputs hold the last run's values.
 double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Target& target, int repeats) {
     buffers.bind(kernel);
     kernel.pipeline.compile_jit(target);
@@ -185,6 +195,7 @@ double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Ta
     kernel.pipeline.realize(outputs, target);
     std::vector<double> times;
     for (int r = 0; r < std::max(1, repeats); r++) {
+        flush_caches();
         const Clock::time_point start = Clock::now();
         kernel.pipeline.realize(outputs, target);
         times.push_back(seconds_since(start) * 1e3);

@@ -4,7 +4,8 @@
 // Each stage (a conv's forward, weight gradient or input gradient at one geometry) is timed
 // through the whole kernel that holds it, as the generated library calls it: the candidate is
 // written into a working copy of the database, the kernel is built and JIT-compiled, run once to
-// warm up, then `repeats` times, and the median counts. The search starts from the stored or
+// warm up, then `repeats` times from cold caches (as in a network, where other layers ran in
+// between), and the median counts. The search starts from the stored or
 // default parameters, then alternates random points of the stage's parameter space with
 // neighbours of the best so far (one parameter moved to the next value of its list). Every
 // candidate's outputs are compared with the starting schedule's; one that differs is rejected.
