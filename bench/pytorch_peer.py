@@ -8,10 +8,16 @@ Run with Debian's /usr/bin/python3 (the one that has torch):
 Prints one JSON line: {"workload", "metric", "unit", "value" (median of samples), "samples", ...}.
 A workload is a row of WORKLOADS; a model is a builder in MODELS. The models of examples/zoo come
 from tests/parity/torch_zoo.py (torchvision's models under the zoo's names), each with the rows
-<model>_infer_b1 and <model>_infer_b64, the peers of convgen_zoo_bench's workloads.
+<model>_infer_b1 and <model>_infer_b64, the peers of convgen_zoo_bench's workloads, and for the
+models both sides train in the benchmark, <model>_train_b<N>.
+
+    /usr/bin/python3 bench/pytorch_peer.py --matmul 2048
+times a 2048x2048 fp32 matrix product (oneDNN or OpenBLAS, whichever torch calls) and prints
+{"limit": "matmul", "gflops", ...}: one of the machine's fp32 limits bench/run reports.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -75,8 +81,11 @@ MODELS = {
     "conv3x3_layer": ModelSpec(conv3x3_layer, (32, 32, 32), 10, learning_rate=0.01, momentum=0.9,
                                weight_decay=5e-4),
 }
+# The zoo models the benchmark also trains, with the batch it trains them at (issue 6's list).
+ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128}
 if torch_zoo:
-    MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape)
+    MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape,
+                                   *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
                    for name, (_, input_shape) in torch_zoo.MODELS.items()})
 
 
@@ -104,12 +113,18 @@ WORKLOADS = {
 
 
 def zoo_workloads(models) -> dict:
-    """Each zoo model's peers of convgen_zoo_bench's <model>_infer_b1 and <model>_infer_b64: eager
-    under no_grad, and frozen TorchScript under inference_mode (which also folds batch norm into
-    the convs); bench/run keeps the better of the two."""
+    """Each zoo model's peers of convgen_zoo_bench's <model>_infer_b1 and <model>_infer_b64 (and
+    b256 for mnist_cnn): eager under no_grad, and frozen TorchScript under inference_mode (which
+    also folds batch norm into the convs); bench/run keeps the better of the two. The models of
+    ZOO_TRAINING also get <model>_train_b<batch>."""
     rows = {}
     for model in models:
-        for batch, metric, unit in ((1, "latency", "ms"), (64, "infer_throughput", "images/s")):
+        if model in ZOO_TRAINING:
+            batch = ZOO_TRAINING[model]
+            rows[f"{model}_train_b{batch}"] = Workload(model, "train", batch, "train_throughput", "images/s")
+        batches = (1, 64, 256) if model == "mnist_cnn" else (1, 64)
+        for batch in batches:
+            metric, unit = ("latency", "ms") if batch == 1 else ("infer_throughput", "images/s")
             name = f"{model}_infer_b{batch}"
             rows[name] = Workload(model, "infer", batch, metric, unit)
             rows[f"{name}_frozen"] = Workload(model, "infer", batch, metric, unit, variant="frozen",
@@ -169,6 +184,46 @@ def make_step(name: str, grad_mode: str):
     return workload, infer_step
 
 
+def multiply_adds_per_image(name: str) -> int:
+    """Multiply-adds of one image through the workload's convs and dense layers (what a GFLOP/s
+    figure counts; pointwise layers are left out). A training step counts three times the
+    forward's: the forward, the input gradient and the weight gradient."""
+    workload = WORKLOADS[name]
+    return forward_multiply_adds(workload.model) * (3 if workload.kind == "train" else 1)
+
+
+@functools.lru_cache(maxsize=None)
+def forward_multiply_adds(model: str) -> int:
+    spec = MODELS[model]
+    net = spec.build().eval()
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        net(torch.zeros(1, *spec.input_shape))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def matmul_gflops(size: int, seconds: float) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or runs < 3:
+        torch.mm(a, b)
+        runs += 1
+    return 2.0 * size ** 3 * runs / (time.perf_counter() - start) / 1e9
+
+
 def measure(step, warmup_seconds: float, seconds: float, repeats: int):
     """Warms up, then times `repeats` runs of n iterations each, n chosen so a run takes
     about seconds/repeats. Returns (seconds per iteration of each run, n)."""
@@ -211,6 +266,8 @@ def main() -> int:
     parser.add_argument("--grad-mode", choices=["no_grad", "inference_mode"],
                         help="autograd guard around inference (default: the workload's)")
     parser.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
+    parser.add_argument("--matmul", type=int, metavar="N",
+                        help="time an NxN fp32 matrix product for --seconds and print its GFLOP/s")
     args = parser.parse_args()
 
     if args.list:
@@ -219,7 +276,13 @@ def main() -> int:
     if args.describe:
         for name, w in WORKLOADS.items():
             print(json.dumps({"workload": name, "metric": w.metric, "unit": w.unit,
-                              "peer_of": w.peer_of or name}))
+                              "peer_of": w.peer_of or name,
+                              "multiply_adds_per_image": multiply_adds_per_image(name)}))
+        return 0
+    if args.matmul:
+        torch.set_num_threads(args.threads)
+        print(json.dumps({"limit": "matmul", "size": args.matmul, "threads": torch.get_num_threads(),
+                          "gflops": matmul_gflops(args.matmul, args.seconds)}))
         return 0
     if args.workload not in WORKLOADS:
         parser.error(f"--workload: expected one of {', '.join(WORKLOADS)}, found '{args.workload}'"

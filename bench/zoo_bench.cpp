@@ -1,57 +1,43 @@
-// Times the library of every model in examples/zoo (built with -DCONVGEN_BUILD_ZOO=ON) on the same
-// workloads as bench/pytorch_peer.py's zoo rows; measure.h has the measuring scheme and the CLI.
+// Times the library of every model in examples/zoo that the build generated (-DCONVGEN_BUILD_ZOO=ON,
+// CONVGEN_ZOO_MODELS) on the same workloads as bench/pytorch_peer.py's zoo rows; measure.h has the
+// measuring scheme and the CLI.
 //   convgen_zoo_bench --workload resnet20_infer_b64 [--warmup-seconds S] [--seconds T] [--repeats R]
 //   convgen_zoo_bench --list
-#include "alexnet.hpp"
 #include "measure.h"
-#include "mnist_cnn.hpp"
-#include "mobilenet_v1.hpp"
-#include "mobilenet_v2.hpp"
-#include "mobilenet_v2_cifar.hpp"
-#include "plain34.hpp"
-#include "resnet18.hpp"
-#include "resnet20.hpp"
-#include "resnet34.hpp"
-#include "resnet50.hpp"
-#include "resnet56.hpp"
-#include "vgg11.hpp"
-#include "vgg11_cifar.hpp"
-#include "vgg16.hpp"
-#include "vgg16_cifar.hpp"
-#include "vgg19.hpp"
-#include "vgg19_cifar.hpp"
+#include "zoo_models.h"
 
 namespace {
 
-// A zoo model's two workloads: latency of one image, and throughput at batch 64.
+// The models the benchmark also trains, at the batch it trains them at (pytorch_peer.py's
+// ZOO_TRAINING).
+const std::map<std::string, int> training_batches = {{"mnist_cnn", 64}, {"resnet20", 128}};
+
+// A zoo model's workloads: latency of one image and throughput at batch 64 (and 256 for the
+// MNIST CNN), and training throughput for the models above.
 template <typename Model>
 void add_model(bench::Workloads& workloads, const std::string& name) {
     workloads.emplace(name + "_infer_b1",
                       bench::Workload{"latency", "ms", 1, [] { return bench::infer_step<Model>(1); }});
-    workloads.emplace(name + "_infer_b64",
-                      bench::Workload{"infer_throughput", "images/s", 64, [] { return bench::infer_step<Model>(64); }});
+    for (int batch : name == "mnist_cnn" ? std::vector<int>{64, 256} : std::vector<int>{64}) {
+        workloads.emplace(name + "_infer_b" + std::to_string(batch),
+                          bench::Workload{"infer_throughput", "images/s", batch,
+                                          [batch] { return bench::infer_step<Model>(batch); }});
+    }
+    const auto training = training_batches.find(name);
+    if (training != training_batches.end()) {
+        const int batch = training->second;
+        workloads.emplace(name + "_train_b" + std::to_string(batch),
+                          bench::Workload{"train_throughput", "images/s", batch,
+                                          [batch] { return bench::train_step<Model>(batch); }});
+    }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     bench::Workloads workloads;
-    add_model<mnist_cnn::Model>(workloads, "mnist_cnn");
-    add_model<alexnet::Model>(workloads, "alexnet");
-    add_model<vgg11::Model>(workloads, "vgg11");
-    add_model<vgg16::Model>(workloads, "vgg16");
-    add_model<vgg19::Model>(workloads, "vgg19");
-    add_model<vgg11_cifar::Model>(workloads, "vgg11_cifar");
-    add_model<vgg16_cifar::Model>(workloads, "vgg16_cifar");
-    add_model<vgg19_cifar::Model>(workloads, "vgg19_cifar");
-    add_model<resnet20::Model>(workloads, "resnet20");
-    add_model<resnet56::Model>(workloads, "resnet56");
-    add_model<resnet18::Model>(workloads, "resnet18");
-    add_model<resnet34::Model>(workloads, "resnet34");
-    add_model<resnet50::Model>(workloads, "resnet50");
-    add_model<plain34::Model>(workloads, "plain34");
-    add_model<mobilenet_v1::Model>(workloads, "mobilenet_v1");
-    add_model<mobilenet_v2::Model>(workloads, "mobilenet_v2");
-    add_model<mobilenet_v2_cifar::Model>(workloads, "mobilenet_v2_cifar");
+#define CONVGEN_ADD_ZOO_MODEL(model) add_model<model::Model>(workloads, #model);
+    CONVGEN_ZOO_MODELS(CONVGEN_ADD_ZOO_MODEL)
+#undef CONVGEN_ADD_ZOO_MODEL
     return bench::run_command_line(argc, argv, "convgen_zoo_bench", workloads);
 }
