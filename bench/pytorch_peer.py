@@ -282,6 +282,7 @@ def main() -> int:
     if args.matmul:
         torch.set_num_threads(args.threads)
         print(json.dumps({"limit": "matmul", "size": args.matmul, "threads": torch.get_num_threads(),
+                          "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
                           "gflops": matmul_gflops(args.matmul, args.seconds)}))
         return 0
     if args.workload not in WORKLOADS:
