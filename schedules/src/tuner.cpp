@@ -152,8 +152,9 @@ bool same_outputs(const std::vector<Halide::Buffer<>>& expected, const std::vect
         if (a.type() == Halide::Float(32)) {
             double largest = 0, difference = 0;
             bool finite = true;
-            Halide::Buffer<const float>(a).for_each_element([&](const int* position) {
-                const double x = Halide::Buffer<const float>(a)(position), y = Halide::Buffer<const float>(b)(position);
+            const Halide::Buffer<const float> want(a), have(b);
+            want.for_each_element([&](const int* position) {
+                const double x = want(position), y = have(position);
                 if (std::isfinite(x) != std::isfinite(y)) finite = false;
                 if (std::isfinite(x) && std::isfinite(y)) {
                     largest = std::max(largest, std::abs(x));
