@@ -335,7 +335,11 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
                                            {"groups", a.groups},
                                            {"bias", a.bias}};
                 } else if constexpr (std::is_same_v<A, PoolAttributes>) {
-                    layer["attributes"] = {{"kernel", a.kernel}, {"stride", a.stride}, {"padding", a.padding}};
+                    layer["attributes"] = {{"kernel", a.kernel},
+                                           {"stride", a.stride},
+                                           {"padding", a.padding},
+                                           {"ceil_mode", a.ceil_mode}};
+                    if (node.kind == LayerKind::avg_pool) layer["attributes"]["count_include_pad"] = a.count_include_pad;
                 } else if constexpr (std::is_same_v<A, DenseAttributes>) {
                     layer["attributes"] = {{"out_features", a.out_features}, {"bias", a.bias}};
                 } else if constexpr (std::is_same_v<A, BatchNormAttributes>) {
@@ -344,7 +348,7 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
                     layer["attributes"] = {{"function", to_string(a.function)}};
                     if (a.function == Activation::leaky_relu) layer["attributes"]["negative_slope"] = a.negative_slope;
                 } else if constexpr (std::is_same_v<A, DropoutAttributes>) {
-                    layer["attributes"] = {{"rate", a.rate}};
+                    layer["attributes"] = {{"rate", a.rate}, {"per_sample", a.per_sample}};
                 }
             },
             node.attributes);

@@ -44,7 +44,8 @@ schedules::PoolForwardStages max_pool_forward(const std::string& name, const Val
                                               bool with_argmax);
 schedules::PoolBackwardStages max_pool_backward(const std::string& name, const schedules::PoolForwardStages& forward,
                                                 const Value& output_grad);
-// Average pooling counts padded positions, as PyTorch's default count_include_pad=True.
+// Average pooling divides by the window's size: with geometry.count_include_pad the padded
+// positions count, never a ceil_mode window's part past the padding (PyTorch's avg_pool2d).
 schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Value& input,
                                               const PoolGeometry& geometry);
 schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const PoolGeometry& geometry,
@@ -59,11 +60,11 @@ schedules::DenseBackwardStages dense_backward(const std::string& name, const Val
                                               bool need_weight_grad, bool has_bias, bool need_input_grad,
                                               const Halide::Expr& batch);
 
-// Element-wise activations; their adjoints are written on the output, so the input need not be
-// kept for the backward pass.
+// Element-wise activations. An adjoint reads the activation's output, or its input where
+// adjoint_reads_input(function); the other may be left undefined.
 Halide::Func activation_forward(const std::string& name, const Value& input, const ActivationAttributes& attributes);
-Halide::Func activation_backward(const std::string& name, const ActivationAttributes& attributes, const Value& output,
-                                 const Value& output_grad);
+Halide::Func activation_backward(const std::string& name, const ActivationAttributes& attributes, const Value& input,
+                                 const Value& output, const Value& output_grad);
 
 // A batch-norm layer's tensors, each over the channel (c).
 struct BatchNormParameters {
@@ -96,8 +97,10 @@ struct DropoutControl {
     Halide::Expr seed;     // uint32
     Halide::Expr enabled;  // bool
 };
-// The factor each element is multiplied by, forward and backward: 0 or 1 / (1 - rate).
-Halide::Func dropout_factor(const std::string& name, const Value& input, double rate, const DropoutControl& control);
+// The factor each element is multiplied by, forward and backward: 0 or 1 / (1 - rate), drawn per
+// element, or per sample for drop-path.
+Halide::Func dropout_factor(const std::string& name, const Value& input, const DropoutAttributes& attributes,
+                            const DropoutControl& control);
 Halide::Func scaled_by(const std::string& name, const Value& value, const Halide::Func& factor);
 
 // The training augmentation of a batch of images (c, x, y, n): `seed` (uint32) is the step's,
@@ -112,6 +115,13 @@ Halide::Func add_forward(const std::string& name, const Value& a, const Value& b
 // Images joined along the channels; the gradient of input j is the slice at its channel offset.
 Halide::Func concat_forward(const std::string& name, const std::vector<Value>& inputs);
 Halide::Func concat_input_grad(const std::string& name, const Value& output_grad, int64_t channel_offset);
+// out(c, x, y, n) = in(c, x, y, n) * scale(c, 0, 0, n). The input's gradient is dout * scale; the
+// scale's is a sum over the image, held as a GlobalPoolStages (its sum over (c, n), its output
+// over (c, x, y, n) with x = y = 0) to be scheduled as a global pool is.
+Halide::Func channel_scale_forward(const std::string& name, const Value& input, const Value& scale);
+Halide::Func channel_scale_input_grad(const std::string& name, const Value& scale, const Value& output_grad);
+schedules::GlobalPoolStages channel_scale_scale_grad(const std::string& name, const Value& input,
+                                                     const Value& output_grad);
 
 // Softmax cross-entropy against int32 labels, mean over the batch.
 schedules::LossStages softmax_cross_entropy(const std::string& name, const Value& logits, const Halide::Func& labels,

@@ -21,7 +21,10 @@ CanonicalGraph canonical_graph(const Model& model, bool training) {
     int output = model.output_node();
     if (source.node(output).kind == LayerKind::softmax) output = source.node(output).inputs[0];
     auto activation_before_max_pool = [&](const Node& node) {
-        if (node.kind != LayerKind::activation || node.id == output) return false;
+        if (node.kind != LayerKind::activation || node.id == output ||
+            !is_monotone(node.attributes_as<ActivationAttributes>().function)) {
+            return false;
+        }
         const std::vector<int> next = source.consumers(node.id);
         return next.size() == 1 && source.node(next[0]).kind == LayerKind::max_pool;
     };
@@ -485,8 +488,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const Node& head = node(group.head());
                 const bool pool_after_conv =
                     n.kind == LayerKind::max_pool && group.nodes.size() == 1 && head.kind == LayerKind::conv2d;
+                // (Not one whose adjoint reads its input, where a gradient flows back through it:
+                // fused, that input would not be kept.)
                 const bool activation_after =
                     n.kind == LayerKind::activation &&
+                    !(trains_[static_cast<size_t>(n.id)] &&
+                      adjoint_reads_input(n.attributes_as<ActivationAttributes>().function)) &&
                     ((group.nodes.size() == 1 && fusable_into(producer)) || node(group.last()).kind == LayerKind::add);
                 // (In training only where nothing flows back: the backward pass wants the pool's output.)
                 const bool activation_after_pool = !trains_[static_cast<size_t>(n.id)] &&
@@ -571,7 +578,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
 
     static schedules::PoolGeometry pool_geometry(const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<PoolAttributes>();
-        return {in[0], in[2], in[1], n.shape[2], n.shape[1], a.kernel, a.stride, a.padding};
+        return {in[0], in[2], in[1], n.shape[2], n.shape[1], a.kernel, a.stride, a.padding, a.count_include_pad};
     }
 
     // A conv's weight and bias as a kernel reads them, with a folded batch norm applied:
@@ -717,7 +724,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             case LayerKind::dropout: {
                 const DropoutControl dropout{k.scalar(SlotKind::step_seed), k.scalar(SlotKind::dropout_enabled)};
                 Func factor =
-                    dropout_factor(c_name(head.name), inputs[0], head.attributes_as<DropoutAttributes>().rate, dropout);
+                    dropout_factor(c_name(head.name), inputs[0], head.attributes_as<DropoutAttributes>(), dropout);
                 value = Value{scaled_by("dropout", inputs[0], factor), extents};
                 break;
             }
@@ -758,6 +765,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             case LayerKind::concat:
                 value = Value{concat_forward("concat", inputs), extents};
+                break;
+            case LayerKind::channel_scale:
+                value = Value{channel_scale_forward("scale", inputs[0], inputs[1]), extents};
                 break;
             case LayerKind::input:
             case LayerKind::flatten:
@@ -1004,7 +1014,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             expression = true;
             const Value output = read_value(k, group.last());
             grad = Value{activation_backward("activation", node(group.last()).attributes_as<ActivationAttributes>(),
-                                             output, grad),
+                                             Value{}, output, grad),
                          output.extents};
         }
         if (addend_grad >= 0) k.output({SlotKind::tensor, addend_grad}, grad.func, grad.extents);
@@ -1067,15 +1077,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             }
             case LayerKind::activation: {
-                const Value output = read_value(k, head.id);
-                output_input_grad(
-                    0, activation_backward("activation", head.attributes_as<ActivationAttributes>(), output, grad));
+                const auto& a = head.attributes_as<ActivationAttributes>();
+                const Value input = adjoint_reads_input(a.function) ? read_value(k, head.inputs[0]) : Value{};
+                const Value output = adjoint_reads_input(a.function) ? Value{} : read_value(k, head.id);
+                output_input_grad(0, activation_backward("activation", a, input, output, grad));
                 break;
             }
             case LayerKind::dropout: {
                 const DropoutControl control{k.scalar(SlotKind::step_seed), k.scalar(SlotKind::dropout_enabled)};
-                Func factor =
-                    dropout_factor(c_name(head.name), grad, head.attributes_as<DropoutAttributes>().rate, control);
+                Func factor = dropout_factor(c_name(head.name), grad, head.attributes_as<DropoutAttributes>(), control);
                 output_input_grad(0, scaled_by("dropout_grad", grad, factor));
                 break;
             }
@@ -1117,6 +1127,17 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 for (size_t j = 0; j < head.inputs.size(); j++) {
                     output_input_grad(j, concat_input_grad(fmt::format("concat_grad{}", j), grad, offset));
                     offset += extents_of(head.inputs[j])[0];
+                }
+                break;
+            }
+            case LayerKind::channel_scale: {
+                grad = stored(grad);
+                const Value image = read_value(k, head.inputs[0]), scale = read_value(k, head.inputs[1]);
+                output_input_grad(0, channel_scale_input_grad("scale_input_grad", scale, grad));
+                if (input_grads[1] >= 0) {
+                    const schedules::GlobalPoolStages stages = channel_scale_scale_grad("scale_grad", image, grad);
+                    schedules::cpu::schedule_global_pool(stages, k.context);
+                    output_input_grad(1, stages.output);
                 }
                 break;
             }

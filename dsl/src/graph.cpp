@@ -44,6 +44,8 @@ std::string to_string(LayerKind kind) {
             return "add";
         case LayerKind::concat:
             return "concat";
+        case LayerKind::channel_scale:
+            return "channel_scale";
         case LayerKind::softmax:
             return "softmax";
     }
@@ -62,8 +64,20 @@ std::string to_string(Activation activation) {
             return "tanh";
         case Activation::sigmoid:
             return "sigmoid";
+        case Activation::silu:
+            return "silu";
+        case Activation::hard_swish:
+            return "hard_swish";
     }
     return "unknown";
+}
+
+bool is_monotone(Activation activation) {
+    return activation != Activation::silu && activation != Activation::hard_swish;
+}
+
+bool adjoint_reads_input(Activation activation) {
+    return activation == Activation::silu || activation == Activation::hard_swish;
 }
 
 std::string describe(const Node& node) {
@@ -77,15 +91,18 @@ std::string describe(const Node& node) {
                 if (a.groups != 1) text += fmt::format(", groups {}", a.groups);
                 return text;
             } else if constexpr (std::is_same_v<A, PoolAttributes>) {
-                return fmt::format("{} {}x{}, stride {}, padding {}", to_string(node.kind), a.kernel, a.kernel,
-                                   a.stride, a.padding);
+                std::string text = fmt::format("{} {}x{}, stride {}, padding {}", to_string(node.kind), a.kernel,
+                                               a.kernel, a.stride, a.padding);
+                if (a.ceil_mode) text += ", ceil_mode";
+                if (node.kind == LayerKind::avg_pool && !a.count_include_pad) text += ", padding not counted";
+                return text;
             } else if constexpr (std::is_same_v<A, DenseAttributes>) {
                 return fmt::format("dense {}", a.out_features);
             } else if constexpr (std::is_same_v<A, ActivationAttributes>) {
                 return a.function == Activation::leaky_relu ? fmt::format("leaky_relu {}", a.negative_slope)
                                                             : to_string(a.function);
             } else if constexpr (std::is_same_v<A, DropoutAttributes>) {
-                return fmt::format("dropout {}", a.rate);
+                return fmt::format("{} {}", a.per_sample ? "drop_path" : "dropout", a.rate);
             } else {
                 return to_string(node.kind);
             }
@@ -110,6 +127,10 @@ std::string automatic_prefix(const Node& node) {
             return "avgpool";
         case LayerKind::activation:
             return to_string(node.attributes_as<ActivationAttributes>().function);
+        case LayerKind::dropout:
+            return node.attributes_as<DropoutAttributes>().per_sample ? "drop_path" : "dropout";
+        case LayerKind::channel_scale:
+            return "scale";
         default:
             return to_string(node.kind);
     }

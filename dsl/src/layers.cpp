@@ -42,17 +42,21 @@ void require_image(const Node& node, const Shape& in) {
     }
 }
 
-// Output size of a sliding window, PyTorch's floor rule.
+// Output size of a sliding window, PyTorch's rule: rounded down, or with `ceil_mode` up, less a
+// last window that would start past the image and its left padding.
 // `extent` is the kernel's reach: the kernel for pools, dilation * (kernel - 1) + 1 for convs.
 int64_t window_output(const Node& node, const Shape& in, const char* axis, int64_t size, int64_t extent, int64_t stride,
-                      int64_t padding, bool dilated = false) {
+                      int64_t padding, bool dilated = false, bool ceil_mode = false) {
     const int64_t padded = size + 2 * padding;
     if (padded < extent) {
         fail(node, in,
              fmt::format("{} {} plus padding 2*{} is smaller than the {}kernel {}", axis, size, padding,
                          dilated ? "dilated " : "", extent));
     }
-    return (padded - extent) / stride + 1;
+    if (!ceil_mode) return (padded - extent) / stride + 1;
+    int64_t out = (padded - extent + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= size + padding) out--;
+    return out;
 }
 
 void require_positive(const Node& node, const Shape& in, const char* what, int64_t value) {
@@ -165,24 +169,40 @@ LayerFunction leaky_relu(double negative_slope, const std::string& name) {
     return [=](const Tensor& x) { return leaky_relu(x, negative_slope, name); };
 }
 
+namespace {
+
+Tensor dropout_layer(const Tensor& x, const DropoutAttributes& attributes, const DropoutOptions& options) {
+    return append(x, make_node(LayerKind::dropout, options.name, attributes), [](const Node& n, const Shape& in) {
+        const double r = n.attributes_as<DropoutAttributes>().rate;
+        if (!(r >= 0 && r < 1)) fail(n, in, fmt::format("rate must be in [0, 1), got {}", r));
+        return in;
+    });
+}
+
+}  // namespace
+
 Tensor dropout(const Tensor& x, double rate, const DropoutOptions& options) {
-    return append(x, make_node(LayerKind::dropout, options.name, DropoutAttributes{rate}),
-                  [](const Node& n, const Shape& in) {
-                      const double r = n.attributes_as<DropoutAttributes>().rate;
-                      if (!(r >= 0 && r < 1)) fail(n, in, fmt::format("rate must be in [0, 1), got {}", r));
-                      return in;
-                  });
+    return dropout_layer(x, DropoutAttributes{rate, false}, options);
 }
 
 LayerFunction dropout(double rate, const DropoutOptions& options) {
     return [=](const Tensor& x) { return dropout(x, rate, options); };
 }
 
+Tensor drop_path(const Tensor& x, double rate, const DropoutOptions& options) {
+    return dropout_layer(x, DropoutAttributes{rate, true}, options);
+}
+
+LayerFunction drop_path(double rate, const DropoutOptions& options) {
+    return [=](const Tensor& x) { return drop_path(x, rate, options); };
+}
+
 namespace {
 
 Tensor pool(LayerKind kind, const Tensor& x, int64_t kernel, const PoolOptions& options) {
     Node node = make_node(kind, options.name,
-                          PoolAttributes{kernel, options.stride == 0 ? kernel : options.stride, options.padding});
+                          PoolAttributes{kernel, options.stride == 0 ? kernel : options.stride, options.padding,
+                                         options.ceil_mode, options.count_include_pad});
     return append(x, node, [](const Node& n, const Shape& in) {
         const auto& a = n.attributes_as<PoolAttributes>();
         require_image(n, in);
@@ -192,8 +212,8 @@ Tensor pool(LayerKind kind, const Tensor& x, int64_t kernel, const PoolOptions& 
             fail(n, in,
                  fmt::format("padding must be between 0 and half the kernel ({}), got {}", a.kernel / 2, a.padding));
         }
-        return Shape{in[0], window_output(n, in, "height", in[1], a.kernel, a.stride, a.padding),
-                     window_output(n, in, "width", in[2], a.kernel, a.stride, a.padding)};
+        return Shape{in[0], window_output(n, in, "height", in[1], a.kernel, a.stride, a.padding, false, a.ceil_mode),
+                     window_output(n, in, "width", in[2], a.kernel, a.stride, a.padding, false, a.ceil_mode)};
     });
 }
 
@@ -274,6 +294,20 @@ Tensor concat(const std::vector<Tensor>& tensors, const std::string& name) {
         }
         return Shape{channels, in[0].shape()[1], in[0].shape()[2]};
     });
+}
+
+Tensor scale_channels(const Tensor& x, const Tensor& scale, const std::string& name) {
+    return append_merge({x, scale}, make_node(LayerKind::channel_scale, name),
+                        [](const Node& n, const std::vector<Tensor>& in) {
+                            const Shape& image = in[0].shape();
+                            const Shape& factors = in[1].shape();
+                            if (image.rank() != 3 || factors != Shape{image.rank() == 3 ? image[0] : 0, 1, 1}) {
+                                throw ModelError(fmt::format("layer '{}' (channel_scale): input shapes {}: scales an "
+                                                             "image [C, H, W] by factors [C, 1, 1]",
+                                                             n.name, shapes_of(in)));
+                            }
+                            return image;
+                        });
 }
 
 }  // namespace convgen

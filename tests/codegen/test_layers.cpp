@@ -352,22 +352,25 @@ TEST_CASE("conv2d weight and bias gradients sum every sample when the batch span
 
 struct PoolCase {
     int batch, channels, height, width, kernel, stride, padding;
+    bool ceil_mode = false, count_include_pad = true;
 };
 
 std::string describe(const PoolCase& t) {
-    return fmt::format("pool: batch {}, input {}x{}x{} (CxHxW), kernel {}, stride {}, padding {}", t.batch, t.channels,
-                       t.height, t.width, t.kernel, t.stride, t.padding);
+    return fmt::format("pool: batch {}, input {}x{}x{} (CxHxW), kernel {}, stride {}, padding {}{}{}", t.batch,
+                       t.channels, t.height, t.width, t.kernel, t.stride, t.padding, t.ceil_mode ? ", ceil_mode" : "",
+                       t.count_include_pad ? "" : ", padding not counted");
 }
 
 schedules::PoolGeometry pool_geometry(const PoolCase& t) {
     return {t.channels,
             t.width,
             t.height,
-            ref::pooled_size(t.width, t.kernel, t.stride, t.padding),
-            ref::pooled_size(t.height, t.kernel, t.stride, t.padding),
+            ref::pooled_size(t.width, t.kernel, t.stride, t.padding, t.ceil_mode),
+            ref::pooled_size(t.height, t.kernel, t.stride, t.padding, t.ceil_mode),
             t.kernel,
             t.stride,
-            t.padding};
+            t.padding,
+            t.count_include_pad};
 }
 
 const PoolCase pool_cases[] = {
@@ -376,6 +379,13 @@ const PoolCase pool_cases[] = {
     {3, 6, 9, 7, 3, 2, 1},    // overlapping windows with padding
     {3, 8, 7, 7, 3, 1, 1},    // stride 1: every input is in up to 9 windows
     {1, 16, 11, 9, 5, 2, 2},  // kernel 5, padding 2
+    // ceil_mode: a last partial window (GoogLeNet's 3/2 pools), with and without padding
+    {2, 5, 10, 8, 3, 2, 0, true},
+    {1, 8, 9, 6, 3, 2, 1, true},
+    {2, 3, 7, 7, 2, 2, 0, true},
+    // padding left out of the average, and with ceil_mode
+    {2, 6, 9, 7, 3, 2, 1, false, false},
+    {1, 9, 8, 10, 3, 2, 1, true, false},
 };
 
 // With `ties`, the input holds only -1, 0 and 1, so most windows have several maxima: the first
@@ -388,7 +398,8 @@ void check_max_pool(const PoolCase& t, unsigned seed, bool ties = false) {
         for (double& v : input.data) v = random.integer(-1, 1);
     }
     ref::Tensor expected_argmax;
-    const ref::Tensor expected = ref::max_pool(input, t.kernel, t.stride, t.padding, &expected_argmax);
+    const ref::Tensor expected =
+        ref::max_pool(input, t.kernel, t.stride, t.padding, &expected_argmax, t.ceil_mode);
     const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
 
     Buffer<float> input_buffer = image_buffer(input), grad_buffer = image_buffer(output_grad);
@@ -418,7 +429,10 @@ void check_max_pool(const PoolCase& t, unsigned seed, bool ties = false) {
                     1e-5, "input_grad");
         return;
     }
-    auto loss = [&] { return ref::sum_of_products(ref::max_pool(input, t.kernel, t.stride, t.padding), output_grad); };
+    auto loss = [&] {
+        return ref::sum_of_products(ref::max_pool(input, t.kernel, t.stride, t.padding, nullptr, t.ceil_mode),
+                                    output_grad);
+    };
     check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
 }
 
@@ -426,7 +440,7 @@ void check_avg_pool(const PoolCase& t, unsigned seed) {
     INFO(describe(t));
     Random random(seed);
     ref::Tensor input = random.tensor(t.batch, t.channels, t.height, t.width);
-    const ref::Tensor expected = ref::avg_pool(input, t.kernel, t.stride, t.padding);
+    const ref::Tensor expected = ref::avg_pool(input, t.kernel, t.stride, t.padding, t.ceil_mode, t.count_include_pad);
     const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
 
     Buffer<float> input_buffer = image_buffer(input), grad_buffer = image_buffer(output_grad);
@@ -442,13 +456,18 @@ void check_avg_pool(const PoolCase& t, unsigned seed) {
     if (!realize({exact_output(forward.output), exact_output(backward.input_grad)}, {out, input_grad})) return;
 
     check_close(from_image_buffer(out).data, expected.data, 1e-4, "forward output");
-    auto loss = [&] { return ref::sum_of_products(ref::avg_pool(input, t.kernel, t.stride, t.padding), output_grad); };
+    auto loss = [&] {
+        return ref::sum_of_products(
+            ref::avg_pool(input, t.kernel, t.stride, t.padding, t.ceil_mode, t.count_include_pad), output_grad);
+    };
     check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
 }
 
 TEST_CASE("max_pool returns PyTorch's maxima and first-maximum indices, and routes each gradient to its argmax") {
     unsigned seed = 200;
-    for (const PoolCase& t : pool_cases) check_max_pool(t, seed++);
+    for (const PoolCase& t : pool_cases) {
+        if (t.count_include_pad) check_max_pool(t, seed++);
+    }
 }
 
 TEST_CASE("max_pool picks the first of tied maxima in row-major window order and gives it the whole gradient") {
@@ -456,9 +475,12 @@ TEST_CASE("max_pool picks the first of tied maxima in row-major window order and
     check_max_pool(pool_cases[3], 251, true);
 }
 
-TEST_CASE("avg_pool divides by the whole window, padding included, and spreads each gradient over it") {
+TEST_CASE("avg_pool divides by PyTorch's window size (padding counted or not, ceil_mode windows) and spreads each "
+          "gradient over the window") {
     unsigned seed = 300;
-    for (const PoolCase& t : {pool_cases[1], pool_cases[2], pool_cases[4]}) check_avg_pool(t, seed++);
+    for (const PoolCase& t : pool_cases) {
+        if (t.padding > 0 || t.ceil_mode || t.height % t.kernel != 0) check_avg_pool(t, seed++);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,39 +608,58 @@ TEST_CASE("a dense layer whose outputs are not a multiple of the vector width ca
 }
 
 // ---------------------------------------------------------------------------------------------
-// relu
+// Activations
 
-void check_relu(int batch, int channels, int height, int width, unsigned seed) {
-    INFO(fmt::format("relu: batch {}, input {}x{}x{}", batch, channels, height, width));
+// `input` avoids the kinks (relu's 0, hard_swish's -3 and 3) by more than a finite-difference step.
+void check_activation(convgen::Activation function, const std::function<ref::Tensor(ref::Tensor)>& reference,
+                      int batch, int channels, int height, int width, unsigned seed) {
+    INFO(fmt::format("{}: batch {}, input {}x{}x{}", convgen::to_string(function), batch, channels, height, width));
     Random random(seed);
     const bool image = height * width > 1;
     ref::Tensor input = random.away_from_zero(batch, channels, height, width);
+    for (double& v : input.data) v *= 5.0;
+    for (double& v : input.data) {
+        if (std::abs(std::abs(v) - 3.0) < 0.05) v += 0.1;
+    }
+    const convgen::ActivationAttributes attributes{function};
     const ref::Tensor output_grad = random.tensor(batch, channels, height, width);
     const std::vector<int64_t> extents =
         image ? std::vector<int64_t>{channels, width, height} : std::vector<int64_t>{channels};
     Buffer<float> input_buffer = image ? image_buffer(input) : flat_buffer(input.data, {channels, batch});
     Buffer<float> grad_buffer = image ? image_buffer(output_grad) : flat_buffer(output_grad.data, {channels, batch});
 
-    const Value in = activation(input_buffer, extents, "relu_input");
-    const Func out = activation_forward("relu", in, convgen::ActivationAttributes{});
+    const Value in = activation(input_buffer, extents, "activation_input");
+    const Func out = activation_forward("activation", in, attributes);
     cpu::schedule_elementwise({out, in.dimensions(), extents[0]}, cpu_context(true));
     // The adjoint is inlined into its consumer, as the lowering leaves it.
-    const Func input_grad = activation_backward("relu", convgen::ActivationAttributes{}, Value{out, extents},
-                                                activation(grad_buffer, extents, "dout"));
+    const Func input_grad =
+        activation_backward("activation", attributes, in, Value{out, extents}, activation(grad_buffer, extents, "dout"));
 
     Buffer<float> out_buffer = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
     Buffer<float> grad_out = image ? Buffer<float>(channels, width, height, batch) : Buffer<float>(channels, batch);
     if (!realize({exact_output(out), exact_output(input_grad)}, {out_buffer, grad_out})) return;
 
     const auto nchw = [&](const Buffer<float>& b) { return image ? from_image_buffer(b).data : from_flat_buffer(b); };
-    check_close(nchw(out_buffer), ref::relu(input).data, 1e-7, "forward output");
-    auto loss = [&] { return ref::sum_of_products(ref::relu(input), output_grad); };
+    check_close(nchw(out_buffer), reference(input).data, 1e-6, "forward output");
+    auto loss = [&] { return ref::sum_of_products(reference(input), output_grad); };
     check_gradient(input.data, nchw(grad_out), loss, random, "input_grad");
 }
 
 TEST_CASE("relu passes positive values and their gradients and zeroes the rest") {
-    check_relu(3, 6, 5, 3, 500);   // an image with channels short of a vector
-    check_relu(2, 13, 1, 1, 501);  // a feature vector
+    check_activation(convgen::Activation::relu, ref::relu, 3, 6, 5, 3, 500);   // channels short of a vector
+    check_activation(convgen::Activation::relu, ref::relu, 2, 13, 1, 1, 501);  // a feature vector
+}
+
+TEST_CASE("silu and hard_swish, whose adjoints read their input, match their definitions and finite differences") {
+    check_activation(convgen::Activation::silu, ref::silu, 3, 6, 5, 3, 502);
+    check_activation(convgen::Activation::silu, ref::silu, 2, 13, 1, 1, 503);
+    check_activation(convgen::Activation::hard_swish, ref::hard_swish, 3, 10, 4, 3, 504);
+    check_activation(convgen::Activation::hard_swish, ref::hard_swish, 2, 13, 1, 1, 505);
+}
+
+Func drop_path_factor(const Value& image, bool enabled) {
+    return dropout_factor("path", image, convgen::DropoutAttributes{0.3, true},
+                          DropoutControl{Halide::Expr(uint32_t(777)), Halide::Expr(enabled)});
 }
 
 TEST_CASE(
@@ -626,7 +667,7 @@ TEST_CASE(
     const Value image{Func("unused"), {16, 32, 32}};
     for (double rate : {0.2, 0.5}) {
         for (bool enabled : {true, false}) {
-            Func factor = dropout_factor("drop", image, rate,
+            Func factor = dropout_factor("drop", image, convgen::DropoutAttributes{rate},
                                          DropoutControl{Halide::Expr(uint32_t(12345)), Halide::Expr(enabled)});
             Buffer<float> values = factor.realize({16, 32, 32, 8});
             int64_t dropped = 0, kept = 0;
@@ -645,7 +686,8 @@ TEST_CASE(
     }
     // Another seed, another mask; the same seed, the same.
     auto mask = [&](uint32_t seed) {
-        return dropout_factor("drop", image, 0.5, DropoutControl{Halide::Expr(seed), Halide::Expr(true)})
+        return dropout_factor("drop", image, convgen::DropoutAttributes{0.5},
+                              DropoutControl{Halide::Expr(seed), Halide::Expr(true)})
             .realize({16, 32, 32, 1});
     };
     Buffer<float> a = mask(1), b = mask(1), c = mask(2);
@@ -655,6 +697,26 @@ TEST_CASE(
         (a(at) == c(at) ? same : differ)++;
     });
     CHECK(differ > same / 2);
+}
+
+TEST_CASE("drop_path keeps or drops each sample whole, about its rate of them, and is off when disabled") {
+    const Value image{Func("unused"), {4, 3, 3}};
+    const int samples = 2000;
+    for (bool enabled : {true, false}) {
+        Func factor = drop_path_factor(image, enabled);
+        Buffer<float> values = factor.realize({4, 3, 3, samples});
+        int dropped = 0;
+        for (int n = 0; n < samples; n++) {
+            const float first = values(0, 0, 0, n);
+            CHECK(((first == 0.0f && enabled) || first == doctest::Approx(enabled ? 1.0 / 0.7 : 1.0)));
+            bool whole = true;
+            values.sliced(3, n).for_each_value([&](float v) { whole = whole && v == first; });
+            CHECK_MESSAGE(whole, "sample " << n << " is partly dropped");
+            if (first == 0.0f) dropped++;
+        }
+        INFO("enabled " << enabled << ": dropped " << dropped << " of " << samples);
+        CHECK(static_cast<double>(dropped) / samples == doctest::Approx(enabled ? 0.3 : 0.0).epsilon(0).scale(1).epsilon(0.04));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -820,7 +882,7 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         const Value output_grad = activation(grad_buffer, pooled_extents, "dout");
         Value conv_grad;
         if (fused) {
-            const Func relu_grad = activation_backward("relu", convgen::ActivationAttributes{},
+            const Func relu_grad = activation_backward("relu", convgen::ActivationAttributes{}, Value{},
                                                        Value{activated, pooled_extents}, output_grad);
             const schedules::PoolBackwardStages pool_back =
                 max_pool_backward("pool", pool, {relu_grad, pooled_extents});
@@ -829,7 +891,7 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         } else {
             const schedules::PoolBackwardStages pool_back = max_pool_backward("pool", pool, output_grad);
             cpu::schedule_pool_backward(pool_back, context);
-            conv_grad = Value{activation_backward("relu", convgen::ActivationAttributes{},
+            conv_grad = Value{activation_backward("relu", convgen::ActivationAttributes{}, Value{},
                                                   Value{activated, conv_extents}, {pool_back.input_grad, conv_extents}),
                               conv_extents};
         }
@@ -945,6 +1007,20 @@ TEST_CASE("canonical_graph moves a relu that feeds only a max pool after the poo
     CHECK(graph.node(2).shape == Shape{4, 5, 5});
     CHECK(output == 5);
     CHECK(graph.node(output).name == "fc");
+}
+
+TEST_CASE("canonical_graph leaves silu and hard_swish, which are not monotone, before a max pool") {
+    using namespace convgen;
+    for (const ActivationLayer& activation : {silu, hard_swish}) {
+        Tensor image = input("image", Shape{1, 8, 8});
+        Tensor pooled = max_pool(activation(conv2d(image, 2, 3, {.name = "conv"}), "act"), 2, {.name = "pool"});
+        const Model model("m", dense(flatten(pooled), 3, {.name = "fc"}), softmax_cross_entropy());
+        const Graph& graph = codegen::canonical_graph(model, true).graph;
+        REQUIRE(graph.nodes().size() == model.graph().nodes().size());
+        for (size_t i = 0; i < graph.nodes().size(); i++) {
+            CHECK(graph.nodes()[i].name == model.graph().nodes()[i].name);
+        }
+    }
 }
 
 TEST_CASE("canonical_graph leaves a relu before a max pool when the relu has another consumer") {

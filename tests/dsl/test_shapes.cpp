@@ -64,6 +64,22 @@ TEST_SUITE("dsl shapes") {
         CHECK(max_pool(odd, 2, {.padding = 1}).shape() == Shape{8, 3, 4});
     }
 
+    TEST_CASE("ceil_mode rounds a pool's output up, less a window that would start past the padding") {
+        // torch.nn.MaxPool2d(3, 2, ceil_mode=True) on GoogLeNet's 112 and 56 maps, and small cases
+        CHECK(max_pool(input("a", Shape{64, 112, 112}), 3, {.stride = 2, .ceil_mode = true}).shape() ==
+              Shape{64, 56, 56});
+        CHECK(max_pool(input("b", Shape{8, 14, 14}), 3, {.stride = 2, .ceil_mode = true}).shape() == Shape{8, 7, 7});
+        CHECK(max_pool(input("c", Shape{8, 14, 14}), 3, {.stride = 2}).shape() == Shape{8, 6, 6});
+        CHECK(avg_pool(input("d", Shape{2, 7, 5}), 2, {.ceil_mode = true}).shape() == Shape{2, 4, 3});
+        // (5 + 2 - 2) / 2 rounds up to 3 windows, but the third would start at 4 >= 3 + 1: two.
+        CHECK(avg_pool(input("e", Shape{1, 3, 3}), 2, {.padding = 1, .ceil_mode = true}).shape() == Shape{1, 2, 2});
+        const auto& a = avg_pool(input("f", Shape{1, 4, 4}), 2, {.ceil_mode = true, .count_include_pad = false})
+                            .node()
+                            .attributes_as<PoolAttributes>();
+        CHECK(a.ceil_mode);
+        CHECK(!a.count_include_pad);
+    }
+
     TEST_CASE("pool attributes record the effective stride") {
         auto x = input("image", Shape{6, 8, 8});
         const PoolAttributes defaulted = max_pool(x, 3).node().attributes_as<PoolAttributes>();
@@ -309,6 +325,20 @@ TEST_SUITE("dsl shapes") {
         CHECK(error_of([&] { global_avg_pool(flatten(x), "gap"); }) ==
               "layer 'gap' (global_avg_pool): input shape [360]: expects an image tensor [channels, height, width] "
               "but got rank 1 (features); spatial layers cannot follow flatten or dense");
+    }
+
+    TEST_CASE("silu, hard_swish and drop_path keep the shape; scale_channels gates an image by [C, 1, 1]") {
+        auto x = input("image", Shape{6, 5, 7});
+        CHECK((x | silu | hard_swish | drop_path(0.2)).shape() == Shape{6, 5, 7});
+        CHECK(describe(drop_path(x, 0.2, {.name = "path"}).node()) == "drop_path 0.2");
+        auto gate = global_avg_pool(x) | conv2d(6, 1) | sigmoid;
+        CHECK(scale_channels(x, gate).shape() == Shape{6, 5, 7});
+        CHECK(error_of([&] { scale_channels(x, global_avg_pool(conv2d(x, 4, 1)), "gate"); }) ==
+              "layer 'gate' (channel_scale): input shapes 'image' [6, 5, 7], 'avgpool2' [4, 1, 1]: scales an image "
+              "[C, H, W] by factors [C, 1, 1]");
+        CHECK(error_of([&] { scale_channels(x, x, "gate2"); }) ==
+              "layer 'gate2' (channel_scale): input shapes 'image' [6, 5, 7], 'image' [6, 5, 7]: scales an image "
+              "[C, H, W] by factors [C, 1, 1]");
     }
 
     TEST_CASE("a shape error inside a residual block names the block's layer and both shapes") {

@@ -7,6 +7,7 @@
 #include "branch_net.hpp"
 #include "clipped_norm_net.hpp"
 #include "dropout_net.hpp"
+#include "gate_net.hpp"
 #include "norm_net.hpp"
 
 #include <doctest/doctest.h>
@@ -90,6 +91,12 @@ TEST_SUITE("layer gradients") {
         "dilated and grouped convs, tanh, sigmoid, concat, add and average pooling: gradients match "
         "finite differences") {
         check_gradients_by_finite_differences<branch_net::Model>(4);
+    }
+
+    TEST_CASE(
+        "silu, hard_swish, 5x5 and 7x7 depthwise convs, a squeeze-and-excitation gate, drop-path (off) and ceil_mode "
+        "pools: gradients match finite differences") {
+        check_gradients_by_finite_differences<gate_net::Model>(4);
     }
 
     TEST_CASE("dense, batch norm over features and dropout (off): gradients match finite differences") {

@@ -43,6 +43,26 @@ Model branch_net() {
 }
 CONVGEN_MODEL(branch_net)
 
+// EfficientNet's and GoogLeNet's pieces: silu after a trained batch norm, a ceil_mode max pool,
+// 5x5 and 7x7 depthwise convs, hard_swish, a squeeze-and-excitation gate (scale_channels), drop-path
+// on a residual branch, and an average pool with ceil_mode that leaves padding out of its divisor.
+// [3, 12, 12] -> conv1/bn1 [8, 12, 12] -> max_pool 3/2 ceil [8, 6, 6] -> dw5 [8, 6, 6] * se gate
+//           + shortcut -> dw7 [8, 6, 6] -> avg_pool 3/2 pad 1 ceil [8, 4, 4] -> fc [5]
+Model gate_net() {
+    auto x = input("image", Shape{3, 12, 12});
+    x = conv2d(x, 8, 3, {.padding = 1, .bias = false, .name = "conv1"}) | batch_norm({.name = "bn1"}) | silu;
+    x = max_pool(x, 3, {.stride = 2, .ceil_mode = true});
+    auto y = conv2d(x, 8, 5, {.padding = 2, .groups = 8, .name = "dw5"}) | hard_swish;
+    auto gate = global_avg_pool(y) | conv2d(4, 1, {.name = "se.fc1"}) | silu | conv2d(8, 1, {.name = "se.fc2"}) |
+                sigmoid;
+    y = drop_path(scale_channels(y, gate), 0.2);
+    x = conv2d(add(x, y), 8, 7, {.padding = 3, .groups = 8, .name = "dw7"});
+    x = avg_pool(x, 3, {.stride = 2, .padding = 1, .ceil_mode = true, .count_include_pad = false});
+    x = flatten(x) | dense(5, {.name = "fc"});
+    return Model("gate_net", x, softmax_cross_entropy());
+}
+CONVGEN_MODEL(gate_net)
+
 // Feature vectors: dense, batch norm over features, dropout.
 Model dropout_net() {
     auto x = input("features", Shape{6});

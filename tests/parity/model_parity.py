@@ -92,8 +92,45 @@ class DropoutNet(nn.Module):
         return self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth in torchvision's "row" mode (torchvision.ops.StochasticDepth)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class GateNet(nn.Module):
+    """tests/models/layer_nets.cpp gate_net."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.dw5 = nn.Conv2d(8, 8, 5, padding=2, groups=8)
+        self.se = nn.Module()
+        self.se.fc1, self.se.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+        self.drop_path = DropPath(0.2)
+        self.dw7 = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+        self.fc = nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(nn.functional.silu(self.bn1(self.conv1(x))), 3, 2, ceil_mode=True)
+        y = nn.functional.hardswish(self.dw5(x))
+        gate = torch.sigmoid(self.se.fc2(nn.functional.silu(self.se.fc1(y.mean((2, 3), keepdim=True)))))
+        x = self.dw7(x + self.drop_path(y * gate))
+        x = nn.functional.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=False)
+        return self.fc(x.flatten(1))
+
+
 TEST_MODELS = {"lenet5": lenet5, "norm_net": lambda: (NormNet(), (3, 8, 8)),
-               "branch_net": lambda: (BranchNet(), (2, 9, 9)), "dropout_net": lambda: (DropoutNet(), (6,))}
+               "branch_net": lambda: (BranchNet(), (2, 9, 9)), "dropout_net": lambda: (DropoutNet(), (6,)),
+               "gate_net": lambda: (GateNet(), (3, 12, 12))}
 
 
 def build(name):
@@ -169,8 +206,8 @@ def main() -> int:
         torch_probabilities = torch.softmax(module.eval()(images), dim=1).numpy()
     module.train()
     for layer in module.modules():
-        if isinstance(layer, nn.Dropout):
-            layer.eval()  # dropout off, as the library's set_dropout(false)
+        if isinstance(layer, (nn.Dropout, DropPath)):
+            layer.eval()  # dropout and drop-path off, as the library's set_dropout(false)
     optimizer = torch.optim.SGD(module.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     torch_losses = []
     for _ in range(args.steps):

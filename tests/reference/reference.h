@@ -33,8 +33,13 @@ struct Tensor {
     int sample_size() const { return c * h * w; }
 };
 
-inline int pooled_size(int size, int kernel, int stride, int padding) {
-    return (size + 2 * padding - kernel) / stride + 1;
+// PyTorch's output size: rounded down, or with ceil_mode up, less a last window that would
+// start past the input and its left padding.
+inline int pooled_size(int size, int kernel, int stride, int padding, bool ceil_mode = false) {
+    if (!ceil_mode) return (size + 2 * padding - kernel) / stride + 1;
+    int out = (size + 2 * padding - kernel + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= size + padding) out--;
+    return out;
 }
 
 // out[n][o][y][x] = bias[o] + sum_{i, ky, kx} weight[o][i][ky][kx] * in[n][i][y*s + ky - p][x*s + kx - p],
@@ -61,8 +66,10 @@ inline Tensor conv2d(const Tensor& in, const Tensor& weight, const std::vector<d
 
 // out = max over the k x k window, padding reads -inf. When `argmax` is given it receives the
 // index ky * k + kx of the first maximum in row-major window order, as PyTorch's indices do.
-inline Tensor max_pool(const Tensor& in, int kernel, int stride, int padding, Tensor* argmax = nullptr) {
-    Tensor out(in.n, in.c, pooled_size(in.h, kernel, stride, padding), pooled_size(in.w, kernel, stride, padding));
+inline Tensor max_pool(const Tensor& in, int kernel, int stride, int padding, Tensor* argmax = nullptr,
+                       bool ceil_mode = false) {
+    Tensor out(in.n, in.c, pooled_size(in.h, kernel, stride, padding, ceil_mode),
+               pooled_size(in.w, kernel, stride, padding, ceil_mode));
     if (argmax) *argmax = Tensor(out.n, out.c, out.h, out.w);
     for (int n = 0; n < out.n; n++)
         for (int c = 0; c < out.c; c++)
@@ -101,9 +108,12 @@ inline Tensor max_pool_backward(const Tensor& in, const Tensor& argmax, const Te
     return grad;
 }
 
-// out = sum over the k x k window / k^2, padding reads 0 (count_include_pad=True).
-inline Tensor avg_pool(const Tensor& in, int kernel, int stride, int padding) {
-    Tensor out(in.n, in.c, pooled_size(in.h, kernel, stride, padding), pooled_size(in.w, kernel, stride, padding));
+// out = sum over the k x k window / its size, padding reads 0. The size counts the padding with
+// count_include_pad, never what a ceil_mode window reaches past the padding (PyTorch's avg_pool2d).
+inline Tensor avg_pool(const Tensor& in, int kernel, int stride, int padding, bool ceil_mode = false,
+                       bool count_include_pad = true) {
+    Tensor out(in.n, in.c, pooled_size(in.h, kernel, stride, padding, ceil_mode),
+               pooled_size(in.w, kernel, stride, padding, ceil_mode));
     for (int n = 0; n < out.n; n++)
         for (int c = 0; c < out.c; c++)
             for (int y = 0; y < out.h; y++)
@@ -115,7 +125,12 @@ inline Tensor avg_pool(const Tensor& in, int kernel, int stride, int padding) {
                             if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w) continue;
                             sum += in(n, c, iy, ix);
                         }
-                    out(n, c, y, x) = sum / (kernel * kernel);
+                    const int y0 = y * stride - padding, x0 = x * stride - padding;
+                    const int y1 = std::min(y0 + kernel, in.h + padding), x1 = std::min(x0 + kernel, in.w + padding);
+                    const int size = count_include_pad ? (y1 - y0) * (x1 - x0)
+                                                       : (std::min(y1, in.h) - std::max(y0, 0)) *
+                                                             (std::min(x1, in.w) - std::max(x0, 0));
+                    out(n, c, y, x) = sum / size;
                 }
     return out;
 }
@@ -139,6 +154,18 @@ inline Tensor dense(const Tensor& in, const Tensor& weight, const std::vector<do
 
 inline Tensor relu(Tensor t) {
     for (double& v : t.data) v = std::max(v, 0.0);
+    return t;
+}
+
+// x * sigmoid(x)
+inline Tensor silu(Tensor t) {
+    for (double& v : t.data) v = v / (1.0 + std::exp(-v));
+    return t;
+}
+
+// x * relu6(x + 3) / 6
+inline Tensor hard_swish(Tensor t) {
+    for (double& v : t.data) v = v * std::clamp(v + 3.0, 0.0, 6.0) / 6.0;
     return t;
 }
 

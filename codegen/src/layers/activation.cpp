@@ -1,10 +1,13 @@
-// Element-wise activations. Each adjoint is written on the output y, so the input need not be
-// kept for the backward pass:
+// Element-wise activations. Where it can be, the adjoint is written on the output y, so the input
+// need not be kept for the backward pass:
 //   relu        y = max(x, 0)             dx = dy * [y > 0]  (PyTorch's choice at exactly 0)
 //   relu6       y = min(max(x, 0), 6)     dx = dy * [0 < y < 6]
 //   leaky_relu  y = x > 0 ? x : a * x     dx = y > 0 ? dy : a * dy   (a >= 0, so sign(y) = sign(x) or y = 0)
 //   tanh        y = tanh(x)               dx = dy * (1 - y^2)
 //   sigmoid     y = 1 / (1 + exp(-x))     dx = dy * y * (1 - y)
+// Two are not one-to-one, so their adjoints read the input x:
+//   silu        y = x * s, s = sigmoid(x) dx = dy * s * (1 + x * (1 - s))
+//   hard_swish  y = x * relu6(x + 3) / 6  dx = dy * (x < -3 ? 0 : x <= 3 ? x / 3 + 1/2 : 1)  (PyTorch's at the kinks)
 #include "../layers.h"
 
 namespace convgen::codegen {
@@ -41,16 +44,24 @@ Halide::Func activation_forward(const std::string& name, const Value& input, con
         case Activation::sigmoid:
             y = 1.0f / (1.0f + Halide::exp(-x));
             break;
+        case Activation::silu:
+            y = x / (1.0f + Halide::exp(-x));
+            break;
+        case Activation::hard_swish:
+            y = x * Halide::clamp(x + 3.0f, 0.0f, 6.0f) * (1.0f / 6.0f);
+            break;
     }
     Halide::Func out(name);
     out(args) = y;
     return out;
 }
 
-Halide::Func activation_backward(const std::string& name, const ActivationAttributes& a, const Value& output,
-                                 const Value& output_grad) {
-    const std::vector<Expr> args = pointwise_args(output);
-    const Expr y = output.func(args), dy = output_grad.func(args);
+Halide::Func activation_backward(const std::string& name, const ActivationAttributes& a, const Value& input,
+                                 const Value& output, const Value& output_grad) {
+    const std::vector<Expr> args = pointwise_args(output_grad);
+    const Expr dy = output_grad.func(args);
+    const Expr x = adjoint_reads_input(a.function) ? input.func(args) : Expr();
+    const Expr y = adjoint_reads_input(a.function) ? Expr() : output.func(args);
     Expr dx;
     switch (a.function) {
         case Activation::relu:
@@ -67,6 +78,14 @@ Halide::Func activation_backward(const std::string& name, const ActivationAttrib
             break;
         case Activation::sigmoid:
             dx = dy * y * (1.0f - y);
+            break;
+        case Activation::silu: {
+            const Expr s = 1.0f / (1.0f + Halide::exp(-x));
+            dx = dy * s * (1.0f + x * (1.0f - s));
+            break;
+        }
+        case Activation::hard_swish:
+            dx = Halide::select(x < -3.0f, 0.0f, x <= 3.0f, dy * (x * (1.0f / 3.0f) + 0.5f), dy);
             break;
     }
     Halide::Func grad(name + "_input_grad");

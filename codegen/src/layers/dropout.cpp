@@ -1,7 +1,8 @@
 // Dropout: y = x * f, dx = dy * f, with f = 1 / (1 - rate) where the element is kept and 0 where
 // it is dropped (and f = 1 when dropout is switched off). The keep decision is a hash of the
-// element's index, the layer and the step's seed (a counter-based generator), so the backward
-// pass recomputes the same mask instead of storing it, and a run is reproducible from its seed.
+// element's index (the sample's, for drop-path), the layer and the step's seed (a counter-based
+// generator), so the backward pass recomputes the same mask instead of storing it, and a run is
+// reproducible from its seed.
 #include "../layers.h"
 #include "random.h"
 
@@ -9,12 +10,14 @@ namespace convgen::codegen {
 
 using Halide::Expr;
 
-Halide::Func dropout_factor(const std::string& name, const Value& input, double rate, const DropoutControl& control) {
+Halide::Func dropout_factor(const std::string& name, const Value& input, const DropoutAttributes& attributes,
+                            const DropoutControl& control) {
+    const double rate = attributes.rate;
     std::vector<Halide::Var> vars = sample_vars(input);
     vars.push_back(Dims::n);
     // The element's index in the batch, per-sample dims in memory order then the sample.
     Expr index = Halide::cast<uint32_t>(vars.back());
-    for (size_t d = vars.size() - 1; d-- > 0;) {
+    for (size_t d = vars.size() - 1; d-- > 0 && !attributes.per_sample;) {
         index = index * random::u32(static_cast<uint32_t>(input.extents[d])) + Halide::cast<uint32_t>(vars[d]);
     }
     const Expr uniform = random::uniform(random::key(control.seed, random::name_hash(name)), index);

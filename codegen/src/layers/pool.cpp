@@ -1,6 +1,8 @@
 // Pooling over k x k windows with stride s and padding p:
 //   max: out(c, x, y, n) = max_{kx, ky} in(c, x*s + kx - p, y*s + ky - p, n), padding reads -inf
-//   avg: out(c, x, y, n) = sum_{kx, ky} in(...) / k^2, padding reads 0 (PyTorch count_include_pad)
+//   avg: out(c, x, y, n) = sum_{kx, ky} in(...) / count(x) * count(y), padding reads 0, where
+//        count is k, less what lies past the padding (a ceil_mode window) and, without
+//        count_include_pad, less the padding: PyTorch's divisor.
 // Windows are small, so they are written out term by term rather than as an RDom maximum.
 #include "../layers.h"
 
@@ -37,6 +39,21 @@ void for_each_covering_window(const PoolGeometry& g, const Each& each) {
                  kx, ky, valid);
         }
     }
+}
+
+// 1 / the divisor of the average over the window at output (x, y): a constant where every window
+// is whole, else an expression.
+Expr reciprocal_window_size(const PoolGeometry& g, const Expr& x, const Expr& y) {
+    const int s = static_cast<int>(g.stride), p = static_cast<int>(g.padding), k = static_cast<int>(g.kernel);
+    const bool whole_windows = (g.out_width - 1) * s + k <= g.in_width + 2 * p &&
+                               (g.out_height - 1) * s + k <= g.in_height + 2 * p;
+    if (g.count_include_pad && whole_windows) return Expr(1.0f / static_cast<float>(k * k));
+    auto count = [&](const Expr& out, int64_t size) {
+        const Expr start = out * s - p, end = Halide::min(start + k, static_cast<int>(size) + p);
+        if (g.count_include_pad) return end - start;
+        return Halide::min(end, static_cast<int>(size)) - Halide::max(start, 0);
+    };
+    return 1.0f / Halide::cast<float>(count(x, g.in_width) * count(y, g.in_height));
 }
 
 Halide::Type argmax_type(const PoolGeometry& g) {
@@ -102,7 +119,7 @@ schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Val
         for (int kx = 0; kx < k; kx++) sum += window_read(stages, kx, ky);
     }
     stages.output = Func(name);
-    stages.output(c, x, y, n) = sum * (1.0f / static_cast<float>(k * k));
+    stages.output(c, x, y, n) = sum * reciprocal_window_size(g, x, y);
     return stages;
 }
 
@@ -111,12 +128,12 @@ schedules::PoolBackwardStages avg_pool_backward(const std::string& name, const P
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     Expr sum = 0.0f;
     for_each_covering_window(g, [&](Expr wx, Expr wy, Expr, Expr, Expr valid) {
-        sum += select(valid, output_grad.func(c, wx, wy, n), 0.0f);
+        sum += select(valid, output_grad.func(c, wx, wy, n) * reciprocal_window_size(g, wx, wy), 0.0f);
     });
     schedules::PoolBackwardStages stages;
     stages.geometry = g;
     stages.input_grad = Func(name + "_input_grad");
-    stages.input_grad(c, x, y, n) = sum * (1.0f / static_cast<float>(g.kernel * g.kernel));
+    stages.input_grad(c, x, y, n) = sum;
     return stages;
 }
 

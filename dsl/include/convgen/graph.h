@@ -24,6 +24,7 @@ enum class LayerKind {
     dense,
     add,
     concat,
+    channel_scale,
     softmax,
 };
 
@@ -34,11 +35,14 @@ std::string to_string(LayerKind kind);
 // or a constant. Biases start at zero, batch-norm scales and running variances at one.
 enum class Initializer { zeros, ones, he_normal, glorot_uniform };
 
-// Element-wise activations. All of them are monotone non-decreasing, which lets codegen move one
-// after a max pool.
-enum class Activation { relu, relu6, leaky_relu, tanh, sigmoid };
+// Element-wise activations. silu (swish) is x * sigmoid(x); hard_swish is x * relu6(x + 3) / 6.
+enum class Activation { relu, relu6, leaky_relu, tanh, sigmoid, silu, hard_swish };
 
 std::string to_string(Activation activation);
+// Monotone non-decreasing: codegen may then move the activation after a max pool.
+bool is_monotone(Activation activation);
+// Whether the adjoint needs the activation's input; the others are written on its output alone.
+bool adjoint_reads_input(Activation activation);
 
 struct Conv2dAttributes {
     int64_t out_channels = 0;
@@ -63,12 +67,16 @@ struct ActivationAttributes {
 
 struct DropoutAttributes {
     double rate = 0.5;  // probability of zeroing an element in training
+    // Drop-path (stochastic depth): the whole sample is dropped or kept, not each element.
+    bool per_sample = false;
 };
 
 struct PoolAttributes {
     int64_t kernel = 0;
     int64_t stride = 0;
     int64_t padding = 0;
+    bool ceil_mode = false;          // PyTorch's ceil_mode: a last, partial window where one starts inside
+    bool count_include_pad = true;   // avg_pool: padded positions count in the divisor
 };
 
 struct DenseAttributes {

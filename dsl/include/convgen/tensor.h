@@ -81,6 +81,8 @@ inline constexpr ActivationLayer relu{Activation::relu};
 inline constexpr ActivationLayer relu6{Activation::relu6};  // min(max(x, 0), 6)
 inline constexpr ActivationLayer tanh{Activation::tanh};
 inline constexpr ActivationLayer sigmoid{Activation::sigmoid};
+inline constexpr ActivationLayer silu{Activation::silu};              // x * sigmoid(x), "swish"
+inline constexpr ActivationLayer hard_swish{Activation::hard_swish};  // x * relu6(x + 3) / 6
 // x for x > 0, negative_slope * x otherwise.
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01, const std::string& name = "");
 LayerFunction leaky_relu(double negative_slope = 0.01, const std::string& name = "");
@@ -93,15 +95,25 @@ struct DropoutOptions {
 };
 Tensor dropout(const Tensor& x, double rate, const DropoutOptions& options = {});
 LayerFunction dropout(double rate, const DropoutOptions& options = {});
+// Stochastic depth (Huang et al. 2016), torchvision's StochasticDepth(mode="row"): in training,
+// each sample's whole tensor is zeroed with probability `rate` and kept samples are scaled by
+// 1 / (1 - rate); the identity in inference. Put on a residual branch before its add.
+Tensor drop_path(const Tensor& x, double rate, const DropoutOptions& options = {});
+LayerFunction drop_path(double rate, const DropoutOptions& options = {});
 
 struct PoolOptions {
     int64_t stride = 0;  // 0 means "same as the kernel", as in PyTorch
     int64_t padding = 0;
+    // PyTorch's ceil_mode: the output size rounds up, so a last partial window is pooled where it
+    // starts inside the image or its left padding.
+    bool ceil_mode = false;
+    // avg_pool: whether padded positions count in the divisor (PyTorch's count_include_pad). The
+    // part of a ceil_mode window past the padding never counts, as in PyTorch.
+    bool count_include_pad = true;
     std::string name{};
 };
 Tensor max_pool(const Tensor& x, int64_t kernel, const PoolOptions& options = {});
 LayerFunction max_pool(int64_t kernel, const PoolOptions& options = {});
-// Padded positions count in the average, as PyTorch's default count_include_pad=True.
 Tensor avg_pool(const Tensor& x, int64_t kernel, const PoolOptions& options = {});
 LayerFunction avg_pool(int64_t kernel, const PoolOptions& options = {});
 
@@ -136,5 +148,8 @@ inline constexpr Softmax softmax{};
 Tensor add(const Tensor& a, const Tensor& b, const std::string& name = "");
 // Images of one height and width stacked along the channels, in order.
 Tensor concat(const std::vector<Tensor>& tensors, const std::string& name = "");
+// Each channel of an image [C, H, W] multiplied by that channel's factor in `scale` [C, 1, 1] (a
+// squeeze-and-excitation gate).
+Tensor scale_channels(const Tensor& x, const Tensor& scale, const std::string& name = "");
 
 }  // namespace convgen

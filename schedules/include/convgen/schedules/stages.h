@@ -30,6 +30,7 @@ struct PoolGeometry {
     int64_t in_width = 0, in_height = 0;
     int64_t out_width = 0, out_height = 0;
     int64_t kernel = 0, stride = 1, padding = 0;
+    bool count_include_pad = true;  // average pooling: padded positions count in the divisor
 };
 
 struct AugmentationStages {
