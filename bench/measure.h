@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <map>
@@ -91,15 +93,48 @@ inline std::vector<double> measure(const std::function<void()>& step, double war
 
 // Parses the command line, lists or times one workload of `workloads`, and prints its JSON line.
 // Returns main's exit status: 0, 1 when the workload failed, 2 for a bad command line.
+// The process's resident memory now and at its peak, in MiB (Linux).
+inline double resident_mib(const char* field) {
+    std::FILE* status = std::fopen("/proc/self/status", "r");
+    if (!status) return -1;
+    char line[256];
+    double kib = -1;
+    const size_t length = std::strlen(field);
+    while (std::fgets(line, sizeof line, status)) {
+        if (std::strncmp(line, field, length) == 0) kib = std::atof(line + length);
+    }
+    std::fclose(status);
+    return kib / 1024;
+}
+
+// --peak-memory: the state built, then two iterations (the first allocates what later ones reuse);
+// the process's peak resident memory, and what it held before the first iteration.
+inline int report_peak_memory(const std::string& name, const Workload& w) {
+    const std::function<void()> step = w.make_step();
+    const double before = resident_mib("VmRSS:");
+    step();
+    step();
+    std::printf(
+        "{\"workload\": \"%s\", \"metric\": \"peak_memory\", \"unit\": \"MiB\", \"value\": %.1f, "
+        "\"before_first_step\": %.1f, \"batch\": %d}\n",
+        name.c_str(), resident_mib("VmHWM:"), before, w.batch);
+    return 0;
+}
+
 inline int run_command_line(int argc, char** argv, const char* program, const Workloads& workloads) {
     std::string name;
     double warmup = 2, seconds = 10;
     int repeats = 5;
+    bool peak_memory = false;
     for (int i = 1; i < argc; i++) {
         const std::string arg = argv[i];
         if (arg == "--list") {
             for (const auto& [workload, unused] : workloads) std::printf("%s\n", workload.c_str());
             return 0;
+        }
+        if (arg == "--peak-memory") {
+            peak_memory = true;
+            continue;
         }
         if (i + 1 >= argc) {
             std::fprintf(stderr, "%s: %s needs a value\n", program, arg.c_str());
@@ -116,7 +151,8 @@ inline int run_command_line(int argc, char** argv, const char* program, const Wo
             repeats = std::stoi(value);
         } else {
             std::fprintf(stderr,
-                         "usage: %s --workload NAME [--warmup-seconds S] [--seconds T] [--repeats R] | --list\n",
+                         "usage: %s --workload NAME [--warmup-seconds S] [--seconds T] [--repeats R] | "
+                         "--workload NAME --peak-memory | --list\n",
                          program);
             return 2;
         }
@@ -127,6 +163,14 @@ inline int run_command_line(int argc, char** argv, const char* program, const Wo
         return 2;
     }
     const Workload& w = found->second;
+    if (peak_memory) {
+        try {
+            return report_peak_memory(name, w);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s: %s: %s\n", program, name.c_str(), e.what());
+            return 1;
+        }
+    }
     long n = 0;
     std::vector<double> samples;
     try {

@@ -82,7 +82,7 @@ MODELS = {
                                weight_decay=5e-4),
 }
 # The zoo models the benchmark also trains, with the batch it trains them at (issue 6's list).
-ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128}
+ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "densenet121": 16}
 if torch_zoo:
     MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape,
                                    *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
@@ -224,6 +224,15 @@ def matmul_gflops(size: int, seconds: float) -> float:
     return 2.0 * size ** 3 * runs / (time.perf_counter() - start) / 1e9
 
 
+def resident_mib(field: str) -> float:
+    """The process's resident memory now (VmRSS:) or at its peak (VmHWM:), in MiB (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return -1.0
+
+
 def measure(step, warmup_seconds: float, seconds: float, repeats: int):
     """Warms up, then times `repeats` runs of n iterations each, n chosen so a run takes
     about seconds/repeats. Returns (seconds per iteration of each run, n)."""
@@ -266,6 +275,8 @@ def main() -> int:
     parser.add_argument("--grad-mode", choices=["no_grad", "inference_mode"],
                         help="autograd guard around inference (default: the workload's)")
     parser.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
+    parser.add_argument("--peak-memory", action="store_true",
+                        help="build the workload, run two iterations, print the process's peak resident memory")
     parser.add_argument("--matmul", type=int, metavar="N",
                         help="time an NxN fp32 matrix product for --seconds and print its GFLOP/s")
     args = parser.parse_args()
@@ -296,6 +307,14 @@ def main() -> int:
     torch.backends.mkldnn.enabled = not args.no_mkldnn
 
     workload, step = make_step(args.workload, args.grad_mode)
+    if args.peak_memory:
+        before = resident_mib("VmRSS:")
+        step()
+        step()
+        print(json.dumps({"workload": args.workload, "metric": "peak_memory", "unit": "MiB",
+                          "value": round(resident_mib("VmHWM:"), 1), "before_first_step": round(before, 1),
+                          "batch": workload.batch}))
+        return 0
     per_run, n = measure(step, args.warmup_seconds, args.seconds, args.repeats)
     if workload.unit == "ms":
         samples = [t * 1e3 for t in per_run]

@@ -285,10 +285,14 @@ Tensor concat(const std::vector<Tensor>& tensors, const std::string& name) {
     return append_merge(tensors, make_node(LayerKind::concat, name), [](const Node& n, const std::vector<Tensor>& in) {
         int64_t channels = 0;
         for (const Tensor& t : in) {
-            if (t.shape().rank() != 3 || t.shape()[1] != in[0].shape()[1] || t.shape()[2] != in[0].shape()[2]) {
+            if (t.shape().rank() != 3 || in[0].shape().rank() != 3 || t.shape()[1] != in[0].shape()[1] ||
+                t.shape()[2] != in[0].shape()[2]) {
+                // Name the first input that breaks the rule: in a branching block, the branch to fix.
+                const Tensor& odd = t.shape().rank() == 3 && in[0].shape().rank() != 3 ? in[0] : t;
                 throw ModelError(fmt::format(
-                    "layer '{}' (concat): input shapes {}: concat joins images [C, H, W] of one height and width",
-                    n.name, shapes_of(in)));
+                    "layer '{}' (concat): input shapes {}: concat joins images [C, H, W] of one height and width; "
+                    "'{}' breaks it",
+                    n.name, shapes_of(in), odd.name()));
             }
             channels += t.shape()[0];
         }

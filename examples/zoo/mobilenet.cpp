@@ -2,27 +2,14 @@
 // inverted residuals with linear bottlenecks, exactly as torchvision.models.mobilenet_v2 builds it
 // (names and shapes), at 224x224 for ImageNet and at 32x32 for CIFAR-10. A depthwise conv is a
 // conv2d with as many groups as channels.
-#include <convgen/model.h>
+#include "blocks.h"
 
 #include <string>
 
 using namespace convgen;
+using zoo::conv_bn_activation;
 
 namespace {
-
-// Conv without bias, batch norm, activation: torchvision's Conv2dNormActivation, whose conv is
-// "<name>.0" and batch norm "<name>.1".
-Tensor conv_bn_activation(const Tensor& x, int64_t channels, int64_t kernel, int64_t stride, int64_t groups,
-                          const ActivationLayer& activation, const std::string& name) {
-    const Tensor y = conv2d(x, channels, kernel,
-                            {.stride = stride,
-                             .padding = kernel / 2,
-                             .groups = groups,
-                             .bias = false,
-                             .name = name + ".0",
-                             .weight_init = Initializer::he_normal});
-    return activation(batch_norm(y, {.name = name + ".1"}));
-}
 
 // v1's block: a 3x3 depthwise conv ("<name>.0") then a 1x1 pointwise conv ("<name>.1"), each with
 // batch norm and ReLU.

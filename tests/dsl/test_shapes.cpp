@@ -355,6 +355,25 @@ TEST_SUITE("dsl shapes") {
               "tensors added must have one shape");
     }
 
+    TEST_CASE("a shape error in an Inception branch names the branch's layer and every branch's shape") {
+        // GoogLeNet's module, its third branch's conv given stride 2 by mistake.
+        auto branch = [](const Tensor& x, int64_t channels, int64_t kernel, int64_t stride, const std::string& name) {
+            return relu(conv2d(x, channels, kernel, {.stride = stride, .padding = kernel / 2, .name = name + ".conv"}),
+                        name + ".relu");
+        };
+        auto x = input("image", Shape{192, 28, 28});
+        const Tensor b1 = branch(x, 64, 1, 1, "inception3a.branch1");
+        const Tensor b2 = branch(branch(x, 96, 1, 1, "inception3a.branch2.0"), 128, 3, 1, "inception3a.branch2.1");
+        const Tensor b3 = branch(branch(x, 16, 1, 1, "inception3a.branch3.0"), 32, 3, 2, "inception3a.branch3.1");
+        const Tensor b4 = branch(max_pool(x, 3, {.stride = 1, .padding = 1, .ceil_mode = true}), 32, 1, 1,
+                                 "inception3a.branch4.1");
+        CHECK(error_of([&] { concat({b1, b2, b3, b4}, "inception3a"); }) ==
+              "layer 'inception3a' (concat): input shapes 'inception3a.branch1.relu' [64, 28, 28], "
+              "'inception3a.branch2.1.relu' [128, 28, 28], 'inception3a.branch3.1.relu' [32, 14, 14], "
+              "'inception3a.branch4.1.relu' [32, 28, 28]: concat joins images [C, H, W] of one height and width; "
+              "'inception3a.branch3.1.relu' breaks it");
+    }
+
     TEST_CASE("concat joins channels of images of one size; softmax only ends a model") {
         auto x = input("image", Shape{4, 8, 8});
         auto a = conv2d(x, 3, 1), b = conv2d(x, 5, 3, {.padding = 1});
@@ -364,7 +383,7 @@ TEST_SUITE("dsl shapes") {
                   concat({a, small}, "joined");
               }) ==
               "layer 'joined' (concat): input shapes 'conv1' [3, 8, 8], 'maxpool1' [4, 4, 4]: concat joins images "
-              "[C, H, W] of one height and width");
+              "[C, H, W] of one height and width; 'maxpool1' breaks it");
         auto logits = flatten(x) | dense(3, {.name = "fc"});
         auto probabilities = softmax(logits, "softmax");
         CHECK(Model("m", probabilities, softmax_cross_entropy()).classes() == 3);

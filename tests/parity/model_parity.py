@@ -13,6 +13,7 @@ step counters included), so this also proves that a PyTorch state dict loads. Ch
 """
 import argparse
 from collections import OrderedDict
+import copy
 import json
 from pathlib import Path
 import struct
@@ -23,6 +24,7 @@ try:
     import numpy as np
     import torch
     import torch.nn as nn
+    import torchvision
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch_zoo
 except ImportError as error:
@@ -176,9 +178,10 @@ def read_safetensors(path: Path) -> dict:
     return tensors
 
 
-def relative_error(ours, theirs) -> float:
+def relative_error(ours, theirs, floor=0.0) -> float:
+    """The largest difference relative to the largest reference value (or `floor`, if larger)."""
     theirs = np.asarray(theirs, dtype=np.float64)
-    return float(np.abs(np.asarray(ours, dtype=np.float64) - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+    return float(np.abs(np.asarray(ours, dtype=np.float64) - theirs).max() / max(np.abs(theirs).max(), floor, 1e-12))
 
 
 def main() -> int:
@@ -188,6 +191,13 @@ def main() -> int:
     parser.add_argument("work", type=Path)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
+    # In a deep ReLU net, float32 rounding moves a few pre-activations within rounding of 0 to the
+    # other side of the kink, each changing one channel's gradient by one element's share. PyTorch's
+    # own float32 gradients then differ from its float64 ones by more than GRADIENT_TOLERANCE
+    # (DenseNet-BC-100: 3e-2). With --judge-float64 (one step only) the gradients are compared with
+    # PyTorch's in float64 instead, and convgen's worst error must be within the tolerance or 1.5
+    # times PyTorch float32's (two float32 results land on either side of the same kinks).
+    parser.add_argument("--judge-float64", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
@@ -204,10 +214,22 @@ def main() -> int:
 
     with torch.no_grad():
         torch_probabilities = torch.softmax(module.eval()(images), dim=1).numpy()
-    module.train()
-    for layer in module.modules():
-        if isinstance(layer, (nn.Dropout, DropPath)):
-            layer.eval()  # dropout and drop-path off, as the library's set_dropout(false)
+    def training_mode(m):
+        m.train()
+        for layer in m.modules():
+            if isinstance(layer, (nn.Dropout, DropPath, torchvision.ops.StochasticDepth)):
+                layer.eval()  # dropout and drop-path off, as the library's set_dropout(false)
+        return m
+
+    float64_momentum = None
+    if args.judge_float64:
+        if args.steps != 1:
+            parser.error("--judge-float64 compares the gradients of one step: --steps 1")
+        exact = training_mode(copy.deepcopy(module).double())
+        nn.functional.cross_entropy(exact(images.double()), labels).backward()
+        # The momentum buffer after one step: the gradient plus weight decay.
+        float64_momentum = {name: (p.grad + WEIGHT_DECAY * p.detach()).numpy() for name, p in exact.named_parameters()}
+    training_mode(module)
     optimizer = torch.optim.SGD(module.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     torch_losses = []
     for _ in range(args.steps):
@@ -238,6 +260,13 @@ def main() -> int:
             failures.append(f"loss of step {step + 1}")
     parameters = dict(module.named_parameters())
     gradient_scale = max(float(optimizer.state[p]["momentum_buffer"].abs().max()) for p in parameters.values())
+    gradient_tolerance = GRADIENT_TOLERANCE
+    if float64_momentum is not None:
+        pytorch_float32 = max(relative_error(optimizer.state[p]["momentum_buffer"], float64_momentum[name],
+                                             1e-3 * gradient_scale) for name, p in parameters.items())
+        gradient_tolerance = max(GRADIENT_TOLERANCE, 1.5 * pytorch_float32)
+        print(f"gradients judged against PyTorch in float64, whose float32 gradients are off by up to "
+              f"{pytorch_float32:.1e}")
     worst = {"weights": (0.0, ""), "momentum": (0.0, ""), "running statistics": (0.0, "")}
     for name, value in module.state_dict().items():
         if name.endswith("num_batches_tracked"):
@@ -245,12 +274,13 @@ def main() -> int:
         checks = [("running statistics" if name not in parameters else "weights", ours[name], value, 0.0,
                    TRAINING_TOLERANCE)]
         if name in parameters:
-            checks.append(("momentum", ours[name + ".momentum_buffer"],
-                           optimizer.state[parameters[name]]["momentum_buffer"], 1e-3 * gradient_scale,
-                           GRADIENT_TOLERANCE))
+            reference = optimizer.state[parameters[name]]["momentum_buffer"]
+            if float64_momentum is not None:
+                reference = float64_momentum[name]
+            checks.append(("momentum", ours[name + ".momentum_buffer"], reference, 1e-3 * gradient_scale,
+                           gradient_tolerance))
         for kind, a, b, floor, tolerance in checks:
-            b = np.asarray(b, dtype=np.float64)
-            error = float(np.abs(np.asarray(a, dtype=np.float64) - b).max() / max(np.abs(b).max(), floor, 1e-12))
+            error = relative_error(a, b, floor)
             if error > worst[kind][0]:
                 worst[kind] = (error, name)
             if error > tolerance:
@@ -262,7 +292,7 @@ def main() -> int:
         print(f"FAIL: {args.model} differs from PyTorch in", ", ".join(failures[:10]))
         return 1
     print(f"OK: {args.model} inference (within {TOLERANCE}) and {args.steps} SGD step(s) (weights within "
-          f"{TRAINING_TOLERANCE}, gradients within {GRADIENT_TOLERANCE}) match PyTorch {torch.__version__}")
+          f"{TRAINING_TOLERANCE}, gradients within {gradient_tolerance:.1e}) match PyTorch {torch.__version__}")
     return 0
 
 

@@ -129,6 +129,16 @@ class MobileNetV1(nn.Module):
 
 
 # name -> (constructor, per-sample input shape)
+def densenet_bc100_cifar():
+    """torchvision's DenseNet with growth 12 and blocks of 16 layers, its ImageNet stem replaced by
+    the paper's CIFAR one: a 3x3 conv to 24 channels (features.conv0), no norm0, relu0 or pool0."""
+    model = torchvision.models.DenseNet(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4,
+                                        num_classes=10)
+    model.features.conv0 = nn.Conv2d(3, 24, 3, padding=1, bias=False)
+    del model.features.norm0, model.features.relu0, model.features.pool0
+    return model
+
+
 MODELS = OrderedDict([
     ("mnist_cnn", (MnistCnn, (1, 28, 28))),
     ("alexnet", (alexnet, (3, 224, 224))),
@@ -147,6 +157,11 @@ MODELS = OrderedDict([
     ("mobilenet_v1", (MobileNetV1, (3, 224, 224))),
     ("mobilenet_v2", (torchvision.models.mobilenet_v2, (3, 224, 224))),
     ("mobilenet_v2_cifar", (lambda: torchvision.models.mobilenet_v2(num_classes=10), (3, 32, 32))),
+    ("googlenet", (lambda: torchvision.models.googlenet(aux_logits=False, init_weights=True), (3, 224, 224))),
+    ("densenet121", (torchvision.models.densenet121, (3, 224, 224))),
+    ("densenet_bc100_cifar", (densenet_bc100_cifar, (3, 32, 32))),
+    ("efficientnet_b0", (torchvision.models.efficientnet_b0, (3, 224, 224))),
+    ("efficientnet_b0_cifar", (lambda: torchvision.models.efficientnet_b0(num_classes=10), (3, 32, 32))),
 ])
 
 
