@@ -7,6 +7,7 @@ Run with /usr/bin/python3 (Debian's torch and torchvision).
 
     /usr/bin/python3 bench/pytorch_reference.py fashion --data data/fashion-mnist [--epochs 15]
     /usr/bin/python3 bench/pytorch_reference.py cifar10 --data data/cifar10-jpg [--epochs 30]
+        [--checkpoint runs/torch-cifar10.pt]   (saved after every epoch; a run resumes from it)
 """
 import argparse
 import math
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--no-augmentation", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="written (atomically) after every epoch; if it exists, training resumes from it")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -124,9 +127,19 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = len(train_x) // args.batch
     total_steps, warmup = steps_per_epoch * args.epochs, steps_per_epoch * args.warmup_epochs
-    step = 0
-    started = time.perf_counter()
-    for epoch in range(args.epochs):
+    step, first_epoch, elapsed = 0, 0, 0.0
+    if args.checkpoint and args.checkpoint.exists():
+        state = torch.load(args.checkpoint)
+        if state["arguments"] != vars(args) | {"checkpoint": None}:
+            sys.exit(f"{args.checkpoint} was written by a run with other arguments: {state['arguments']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        step, first_epoch, elapsed = state["step"], state["epoch"], state["elapsed"]
+        print(f"resuming from {args.checkpoint}: {first_epoch} of {args.epochs} epochs done", flush=True)
+    started = time.perf_counter() - elapsed
+    for epoch in range(first_epoch, args.epochs):
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
         total_loss, correct = 0.0, 0
@@ -153,6 +166,15 @@ def main() -> None:
               f"train accuracy {100 * correct / (steps_per_epoch * args.batch):.2f}%  "
               f"test accuracy {100 * test_correct / len(test_x):.2f}%  {time.perf_counter() - started:.1f} s",
               flush=True)
+        if args.checkpoint:
+            # The training time so far counts only epochs, not the time between runs.
+            state = {"arguments": vars(args) | {"checkpoint": None}, "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                     "torch_rng": torch.get_rng_state(), "step": step, "epoch": epoch + 1,
+                     "elapsed": time.perf_counter() - started}
+            partial = args.checkpoint.with_name(args.checkpoint.name + ".partial")
+            torch.save(state, partial)
+            partial.replace(args.checkpoint)
 
 
 if __name__ == "__main__":
