@@ -82,7 +82,7 @@ MODELS = {
                                weight_decay=5e-4),
 }
 # The zoo models the benchmark also trains, with the batch it trains them at (issue 6's list).
-ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "densenet121": 16}
+ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "googlenet": 16, "densenet121": 16, "efficientnet_b0": 16}
 if torch_zoo:
     MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape,
                                    *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
