@@ -172,7 +172,12 @@ def make_step(name: str, grad_mode: str):
 
     predictor = Predictor(net).eval()
     if workload.variant == "frozen":
-        predictor = torch.jit.freeze(torch.jit.script(predictor))
+        try:
+            scripted = torch.jit.script(predictor)
+        except RuntimeError:
+            # GoogLeNet's scripted forward returns its (logits, aux...) tuple type: trace instead.
+            scripted = torch.jit.trace(predictor, images)
+        predictor = torch.jit.freeze(scripted)
     elif workload.variant != "eager":
         raise ValueError(f"workload {name}: unknown variant '{workload.variant}'")
     guard = torch.inference_mode if grad_mode == "inference_mode" else torch.no_grad
