@@ -53,8 +53,14 @@ TEST_SUITE("autotuner") {
         CHECK(signatures.count("conv2d_input_grad:in3x12x12:out16:k3:s1:p1") == 0);
         CHECK(database.size() == tuned.size());
         CHECK(lines.size() == tuned.size() + 1);  // a header, then a line per stage
-        // The budget is shared out, not exceeded by more than a candidate or two of compiling.
-        CHECK(seconds < options.budget_seconds + 20);
+        // The budget is shared out, not exceeded by more than a candidate or two of compiling
+        // (which a sanitizer build, on a busy machine, makes several times slower).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+        const double compiling = 60;
+#else
+        const double compiling = 20;
+#endif
+        CHECK(seconds < options.budget_seconds + compiling);
 
         for (const TunedStage& stage : tuned) {
             INFO(stage.signature);
