@@ -73,10 +73,9 @@ TEST_SUITE("dsl shapes") {
         CHECK(avg_pool(input("d", Shape{2, 7, 5}), 2, {.ceil_mode = true}).shape() == Shape{2, 4, 3});
         // (5 + 2 - 2) / 2 rounds up to 3 windows, but the third would start at 4 >= 3 + 1: two.
         CHECK(avg_pool(input("e", Shape{1, 3, 3}), 2, {.padding = 1, .ceil_mode = true}).shape() == Shape{1, 2, 2});
-        // A copy: the attributes live in the graph, which goes with the last tensor holding it.
-        const PoolAttributes a = avg_pool(input("f", Shape{1, 4, 4}), 2, {.ceil_mode = true, .count_include_pad = false})
-                                     .node()
-                                     .attributes_as<PoolAttributes>();
+        // The attributes live in the graph, which goes with the last tensor holding it.
+        const Tensor pooled = avg_pool(input("f", Shape{1, 4, 4}), 2, {.ceil_mode = true, .count_include_pad = false});
+        const PoolAttributes a = pooled.node().attributes_as<PoolAttributes>();
         CHECK(a.ceil_mode);
         CHECK(!a.count_include_pad);
     }
