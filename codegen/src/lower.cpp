@@ -2,7 +2,7 @@
 
 #include "layers.h"
 
-#include <convgen/schedules/cpu.h>
+#include <convgen/schedules/schedules.h>
 
 #include <fmt/format.h>
 
@@ -279,7 +279,7 @@ class Kernel {
             for (int v = 0; v < func.outputs(); v++) values.push_back(func(args)[v]);
             copy(args) = Halide::Tuple(values);
         }
-        schedules::cpu::schedule_kernel_output(copy, extents[0], context);
+        schedules::schedule_kernel_output(copy, extents[0], context);
         return copy;
     }
 
@@ -590,8 +590,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
         const Node& bn = folded->second;
         const FoldedBatchNorm f =
             batch_norm_folding("bn", read_batch_norm(k, bn.name), bn.attributes_as<BatchNormAttributes>());
-        schedules::cpu::schedule_per_channel(f.scale, k.context);
-        schedules::cpu::schedule_per_channel(f.shift, k.context);
+        schedules::schedule_per_channel(f.scale, k.context);
+        schedules::schedule_per_channel(f.shift, k.context);
         const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
         Func folded_weight("folded_weight"), folded_bias("folded_bias");
         folded_weight(o, i, kx, ky) = weight(o, i, kx, ky) * f.scale(o);
@@ -678,7 +678,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     // Computed a row at a time inside the output's loop, with what follows it
                     // (bias and folded batch norm are in it already; add and activation are
                     // inlined into the output): one loop nest, unless the schedule stores it.
-                    if (schedules::cpu::schedule_conv2d_forward(conv, k.context, nullptr, true)) {
+                    if (schedules::schedule_conv2d_forward(conv, k.context, nullptr, true)) {
                         row_producer = conv.output;
                     }
                     value = Value{conv.output, extents};
@@ -687,7 +687,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const Node& pool = node(group.nodes[1]);
                 schedules::PoolForwardStages stages = max_pool_forward("pool", Value{conv.output, extents},
                                                                        pool_geometry(pool, head.shape), keeps_argmax(pool.id));
-                schedules::cpu::schedule_conv2d_forward(conv, k.context, &stages);
+                schedules::schedule_conv2d_forward(conv, k.context, &stages);
                 next = 2;
                 if (keeps_argmax(pool.id)) {
                     k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, halide_extents(pool.shape));
@@ -701,9 +701,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 if (training_ && !frozen(head.id)) {
                     schedules::BatchNormStages stages =
                         batch_norm_training("bn", inputs[0], read_batch_norm(k, head.name), a, k.batch);
-                    schedules::cpu::schedule_batch_norm(stages, k.context);
+                    schedules::schedule_batch_norm(stages, k.context);
                     k.output({SlotKind::tensor, mean_tensor}, stages.mean_of_batch, {head.shape[0]}, false);
                     k.output({SlotKind::tensor, variance_tensor}, stages.variance_of_batch, {head.shape[0]}, false);
+                    schedules::schedule_state_update(stages.new_running_mean, k.context);
+                    schedules::schedule_state_update(stages.new_running_var, k.context);
                     k.output({SlotKind::new_value, parameter_index(head.name + ".running_mean")},
                              stages.new_running_mean, {head.shape[0]}, false);
                     k.output({SlotKind::new_value, parameter_index(head.name + ".running_var")}, stages.new_running_var,
@@ -711,8 +713,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     value = Value{stages.output, extents};
                 } else {
                     const FoldedBatchNorm f = batch_norm_folding("bn", read_batch_norm(k, head.name), a);
-                    schedules::cpu::schedule_per_channel(f.scale, k.context);
-                    schedules::cpu::schedule_per_channel(f.shift, k.context);
+                    schedules::schedule_per_channel(f.scale, k.context);
+                    schedules::schedule_per_channel(f.shift, k.context);
                     value = Value{channel_affine("bn", inputs[0], f), extents};
                 }
                 break;
@@ -731,7 +733,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             case LayerKind::max_pool: {
                 schedules::PoolForwardStages stages = max_pool_forward(
                     "pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape), keeps_argmax(head.id));
-                schedules::cpu::schedule_pool_forward(stages, k.context);
+                schedules::schedule_pool_forward(stages, k.context);
                 if (keeps_argmax(head.id)) {
                     k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, extents);
                     return;
@@ -742,13 +744,13 @@ class Planner : public std::enable_shared_from_this<Planner> {
             case LayerKind::avg_pool: {
                 schedules::PoolForwardStages stages =
                     avg_pool_forward("pool", inputs[0], pool_geometry(head, node(head.inputs[0]).shape));
-                schedules::cpu::schedule_pool_forward(stages, k.context);
+                schedules::schedule_pool_forward(stages, k.context);
                 value = Value{stages.output, extents};
                 break;
             }
             case LayerKind::global_avg_pool: {
                 const schedules::GlobalPoolStages stages = global_avg_pool_forward("pool", inputs[0]);
-                schedules::cpu::schedule_global_pool(stages, k.context);
+                schedules::schedule_global_pool(stages, k.context);
                 value = Value{stages.output, extents};
                 break;
             }
@@ -756,7 +758,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 schedules::DenseForwardStages stages =
                     dense_forward("dense", inputs[0], head.attributes_as<DenseAttributes>().out_features,
                                   read_parameter(k, head.name + ".weight"), read_parameter(k, head.name + ".bias"));
-                schedules::cpu::schedule_dense_forward(stages, k.context);
+                schedules::schedule_dense_forward(stages, k.context);
                 value = Value{stages.output, extents};
                 break;
             }
@@ -784,7 +786,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
         }
         Func written = k.output(out_slot, value.func, value.extents);
-        if (row_producer.defined()) schedules::cpu::compute_per_output_row(row_producer, written);
+        if (row_producer.defined()) schedules::compute_per_output_row(row_producer, written, k.context);
     }
 
     // ---- loss and probabilities ----
@@ -806,7 +808,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             const Value logits = logits_of(k, output);
             Func labels = k.labels();
             schedules::LossStages loss = softmax_cross_entropy("loss", logits, labels, k.batch, true);
-            schedules::cpu::schedule_loss(loss, k.context);
+            schedules::schedule_loss(loss, k.context);
             k.output({SlotKind::loss, -1}, loss.loss, {}, false);
             k.output({SlotKind::correct, -1}, loss.correct, {}, false);
             const std::vector<int64_t> extents = extents_of(output);
@@ -826,7 +828,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         add_call("probabilities " + extents_text(extents_of(output)), "probabilities", [this, output](Kernel& k) {
             const Value logits = logits_of(k, output);
             schedules::LossStages loss = softmax_cross_entropy("softmax", logits, Func(), k.batch, false);
-            schedules::cpu::schedule_loss(loss, k.context);
+            schedules::schedule_loss(loss, k.context);
             k.output({SlotKind::probabilities, -1}, loss.probabilities, {model_.classes()});
         });
     }
@@ -881,7 +883,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                                              layout.internal_extents));
         }
         const GradientClipping clip = clip_by_global_norm("clip", squares, model_.gradient_clip_norm());
-        schedules::cpu::schedule_sums_of_squares(squares, k.context);
+        schedules::schedule_sums_of_squares(squares, k.context);
         for (size_t i = 0; i < clipped_.size(); i++) {
             const ClippedParameter& c = clipped_[i];
             const int dims = static_cast<int>(layouts_[static_cast<size_t>(c.parameter)].internal_extents.size());
@@ -902,7 +904,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             name, value, velocity, gradient, dims, learning_rate, k.scalar(SlotKind::momentum),
             k.scalar(SlotKind::weight_decay));
         update.innermost_extent = layout.internal_extents[0];
-        schedules::cpu::schedule_parameter_update(update, k.context);
+        schedules::schedule_parameter_update(update, k.context);
         k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
         k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);
     }
@@ -917,7 +919,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             const std::vector<Expr> args(vars.begin(), vars.end());
             Func copy("gradient_out");
             copy(args) = gradient(args);
-            schedules::cpu::schedule_gradient_copy(copy, layout.internal_extents[0], k.context);
+            schedules::schedule_gradient_copy(copy, layout.internal_extents[0], k.context);
             k.output({SlotKind::tensor, gradient_tensor_of(p)}, copy, layout.internal_extents, false);
             return;
         }
@@ -1025,7 +1027,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         };
         auto stored = [&](const Value& value) {
             if (expression) {
-                schedules::cpu::schedule_elementwise({value.func, value.dimensions(), value.extents[0]}, k.context);
+                schedules::schedule_elementwise({value.func, value.dimensions(), value.extents[0]}, k.context);
             }
             return value;
         };
@@ -1046,7 +1048,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
                 schedules::Conv2dBackwardStages stages = conv2d_backward("conv", forward, grad, !frozen(head.id),
                                                                          has_bias, input_grads[0] >= 0, k.batch);
-                schedules::cpu::schedule_conv2d_backward(stages, k.context);
+                schedules::schedule_conv2d_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
@@ -1056,7 +1058,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     // Fixed statistics: the gradient passes through scaled, per channel.
                     const FoldedBatchNorm f = batch_norm_folding("bn", read_batch_norm(k, head.name),
                                                                  head.attributes_as<BatchNormAttributes>());
-                    schedules::cpu::schedule_per_channel(f.scale, k.context);
+                    schedules::schedule_per_channel(f.scale, k.context);
                     output_input_grad(0, channel_affine_input_grad("bn_input_grad", grad, f));
                     break;
                 }
@@ -1071,7 +1073,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const BatchNormParameters p{read_parameter(k, head.name + ".weight"), Func(), Func(), Func()};
                 schedules::BatchNormBackwardStages stages =
                     batch_norm_backward("bn", forward, in, p, head.attributes_as<BatchNormAttributes>(), grad, k.batch);
-                schedules::cpu::schedule_batch_norm_backward(stages, k.context);
+                schedules::schedule_batch_norm_backward(stages, k.context);
                 if (input_grads[0] >= 0) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.grad_dot_normalised, stages.grad_sum);
                 break;
@@ -1096,7 +1098,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 schedules::PoolBackwardStages stages =
                     avg_pool_backward("pool", pool_geometry(head, node(head.inputs[0]).shape), stored(grad));
                 output_input_grad(0, stages.input_grad);
-                schedules::cpu::schedule_pool_backward(stages, k.context);
+                schedules::schedule_pool_backward(stages, k.context);
                 break;
             }
             case LayerKind::global_avg_pool: {
@@ -1112,7 +1114,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 schedules::DenseBackwardStages stages =
                     dense_backward("dense", in, head.attributes_as<DenseAttributes>().out_features, weight, grad,
                                    !frozen(head.id), has_bias, input_grads[0] >= 0, k.batch);
-                schedules::cpu::schedule_dense_backward(stages, k.context);
+                schedules::schedule_dense_backward(stages, k.context);
                 if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
                 update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
@@ -1136,7 +1138,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 output_input_grad(0, channel_scale_input_grad("scale_input_grad", scale, grad));
                 if (input_grads[1] >= 0) {
                     const schedules::GlobalPoolStages stages = channel_scale_scale_grad("scale_grad", image, grad);
-                    schedules::cpu::schedule_global_pool(stages, k.context);
+                    schedules::schedule_global_pool(stages, k.context);
                     output_input_grad(1, stages.output);
                 }
                 break;
@@ -1158,7 +1160,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         forward.output = Func("pool_argmax");
         forward.output(c, x, y, n) = Halide::Tuple(0.0f, argmax.func(c, x, y, n));
         schedules::PoolBackwardStages stages = max_pool_backward("pool", forward, grad);
-        schedules::cpu::schedule_pool_backward(stages, k.context);
+        schedules::schedule_pool_backward(stages, k.context);
         return stages.input_grad;
     }
 
@@ -1192,7 +1194,7 @@ void augment_kernel(Kernel& k, const Model& model, Slot out) {
     const Expr seed = k.scalar(SlotKind::step_seed);
     const Expr enabled = k.scalar(SlotKind::augmentation_enabled);
     const schedules::AugmentationStages stages = augment_images(images, model.augmentation(), seed, enabled);
-    schedules::cpu::schedule_augmentation(stages, k.context);
+    schedules::schedule_augmentation(stages, k.context);
     k.output(out, stages.output, extents);
 }
 

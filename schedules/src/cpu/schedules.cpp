@@ -460,7 +460,8 @@ void schedule_kernel_output(Func output, int64_t innermost_extent, const Context
     }
 }
 
-void compute_per_output_row(Func stage, Func output) {
+void compute_per_output_row(Func stage, Func output, const Context& context) {
+    (void)context;
     stage.compute_at(output, output_rows());
 }
 
