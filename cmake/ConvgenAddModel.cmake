@@ -1,5 +1,6 @@
 # convgen_add_model(<name> SOURCE <model.cpp> | GENERATOR <executable target>
 #                   [MODEL <registered name>] [OUTPUT_DIR <dir>] [SCHEDULES <db.json>] [TARGETS <TARGET:SUFFIX>...])
+#                   [CUDA]
 #
 # SCHEDULES defaults to CONVGEN_SCHEDULES (schedules/tuned.json).
 #
@@ -8,6 +9,8 @@
 # <name> from what it generates in <dir> (default ${CONVGEN_GENERATED_DIR}/<name>):
 #   <name>.h  <name>.hpp  lib<name>.a  <name>.json
 # Link <name> into a program; the library needs no Halide, LLVM or convgen at link or run time.
+# <name> prefixes the files and the C symbols, so one program can link a model's CPU library
+# ("lenet5") and its GPU one ("lenet5_cuda", MODEL lenet5, CUDA: generated for CONVGEN_CUDA_TARGET).
 # GENERATOR reuses a generator executable already defined (linked with convgen_generator_main and
 # holding several registered models, such as convgen_zoo_generator) instead of building one per
 # model from SOURCE.
@@ -31,8 +34,16 @@ set(CONVGEN_CPU_TARGETS
     "x86-64-linux:x86_64"
     CACHE STRING "Halide targets (TARGET:SUFFIX) compiled into every generated CPU library")
 
+# The GPU target of CUDA libraries: PTX for compute capability 8.0, which the driver compiles for
+# the GPU it finds (an H100 is 9.0) when the first model is created.
+set(CONVGEN_CUDA_TARGET "x86-64-linux-cuda-cuda_capability_80:cuda"
+    CACHE STRING "Halide target (TARGET:SUFFIX) of the CUDA libraries")
+
 function(convgen_add_model name)
-    cmake_parse_arguments(ARG "" "SOURCE;GENERATOR;MODEL;OUTPUT_DIR;SCHEDULES" "TARGETS" ${ARGN})
+    cmake_parse_arguments(ARG "CUDA" "SOURCE;GENERATOR;MODEL;OUTPUT_DIR;SCHEDULES" "TARGETS" ${ARGN})
+    if(ARG_CUDA)
+        set(ARG_TARGETS ${CONVGEN_CUDA_TARGET})
+    endif()
     if(NOT ARG_TARGETS)
         set(ARG_TARGETS ${CONVGEN_CPU_TARGETS})
     endif()
@@ -79,8 +90,11 @@ function(convgen_add_model name)
 
     list(JOIN ARG_TARGETS "," targets_argument)
     # What scripts/tune runs for this model: its generator's target and file, and its registered name.
-    file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/tune/${name}.txt"
-         CONTENT "${generator}\n$<TARGET_FILE:${generator}>\n${ARG_MODEL}\n${targets_argument}\n")
+    # (GPU schedules are not tuned on this machine, which has no GPU.)
+    if(NOT ARG_CUDA)
+        file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/tune/${name}.txt"
+             CONTENT "${generator}\n$<TARGET_FILE:${generator}>\n${ARG_MODEL}\n${targets_argument}\n")
+    endif()
 
     set(dir "${ARG_OUTPUT_DIR}")
     if(pregenerated)
@@ -89,9 +103,9 @@ function(convgen_add_model name)
         set(dir "${pregenerated}/${name}")
     endif()
     # Every kernel of the model for every target, joined into one object, and Halide's runtime.
-    set(objects "${dir}/${ARG_MODEL}_runtime.o" "${dir}/${ARG_MODEL}_kernels.o")
-    set(sources "${dir}/${ARG_MODEL}_library.cpp")
-    set(headers "${dir}/${ARG_MODEL}.h" "${dir}/${ARG_MODEL}.hpp" "${dir}/${ARG_MODEL}.json")
+    set(objects "${dir}/${name}_runtime.o" "${dir}/${name}_kernels.o")
+    set(sources "${dir}/${name}_library.cpp")
+    set(headers "${dir}/${name}.h" "${dir}/${name}.hpp" "${dir}/${name}.json")
 
     set(schedule_arguments)
     set(schedule_dependencies)
@@ -109,7 +123,7 @@ function(convgen_add_model name)
     else()
         add_custom_command(
             OUTPUT ${objects} ${sources} ${headers}
-            COMMAND ${generator} --output "${dir}" --model ${ARG_MODEL} --targets "${targets_argument}"
+            COMMAND ${generator} --output "${dir}" --model ${ARG_MODEL} --name ${name} --targets "${targets_argument}"
                     ${schedule_arguments}
             DEPENDS ${generator} ${schedule_dependencies}
             COMMENT "convgen: generating the ${ARG_MODEL} library in ${dir}"
@@ -118,8 +132,10 @@ function(convgen_add_model name)
     endif()
 
     add_library(${name} STATIC ${sources} ${objects})
+    # Which generator makes it, for another library of the same model (its CUDA twin).
+    set_target_properties(${name} PROPERTIES CONVGEN_GENERATOR ${generator})
     set_source_files_properties(${objects} PROPERTIES EXTERNAL_OBJECT TRUE)
-    set_target_properties(${name} PROPERTIES ARCHIVE_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIR}" OUTPUT_NAME ${ARG_MODEL})
+    set_target_properties(${name} PROPERTIES ARCHIVE_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIR}" OUTPUT_NAME ${name})
     target_include_directories(${name} PUBLIC "${dir}")
     # Only Halide's runtime header is needed, to compile the host-side source; nothing at link time.
     target_include_directories(${name} PRIVATE $<TARGET_PROPERTY:Halide::Runtime,INTERFACE_INCLUDE_DIRECTORIES>)

@@ -329,7 +329,7 @@ void compile_kernels(const std::string& model, std::vector<EmittedProgram>& prog
     fs::remove_all(scratch);
 }
 
-nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& layouts,
+nlohmann::json manifest(const Model& model, const std::string& library, const std::vector<ParameterLayout>& layouts,
                         const std::vector<TargetChoice>& targets, const std::vector<EmittedProgram>& programs) {
     nlohmann::json layers = nlohmann::json::array();
     for (const Node& node : model.graph().nodes()) {
@@ -418,7 +418,8 @@ nlohmann::json manifest(const Model& model, const std::vector<ParameterLayout>& 
         {"programs", program_calls},
         {"layer_outputs", layer_outputs},
         {"targets", target_names},
-        {"functions", {model.name() + "_train_step", model.name() + "_predict", model.name() + "_augment"}}};
+        {"library", library},
+        {"functions", {library + "_train_step", library + "_predict", library + "_augment"}}};
 }
 
 }  // namespace
@@ -453,7 +454,14 @@ void emit_library(const Model& model, const EmitOptions& options) {
     namespace fs = std::filesystem;
     const fs::path dir = options.output_dir;
     fs::create_directories(dir);
-    const std::string& name = model.name();
+    const std::string name = options.library_name.empty() ? model.name() : options.library_name;
+    const bool on_gpu = options.targets.front().target.has_gpu_feature();
+    for (const TargetChoice& t : options.targets) {
+        if (options.targets.size() > 1 && t.target.has_gpu_feature()) {
+            throw std::invalid_argument("a GPU target (" + t.target.to_string() +
+                                        ") must be a library's only target: its CPU twin is a library of its own");
+        }
+    }
     const std::vector<ParameterLayout> layouts = parameter_layouts(model);
 
     LoweringOptions lowering;
@@ -475,6 +483,7 @@ void emit_library(const Model& model, const EmitOptions& options) {
     const std::vector<std::pair<std::string, std::string>> values = {
         {"MODEL", name},
         {"MODEL_UPPER", upper(name)},
+        {"MODEL_NAME", model.name()},
         {"VERSION", convgen_version},
         {"INPUT_C", std::to_string(input[0])},
         {"INPUT_H", std::to_string(image_input ? input[1] : 1)},
@@ -486,13 +495,16 @@ void emit_library(const Model& model, const EmitOptions& options) {
         {"LAYER_OUTPUT_TABLE", layer_output_table(programs[1].program)},
         {"PROGRAMS", programs_source},
         {"IMAGE_INPUT", image_input ? "true" : "false"},
+        {"ON_GPU", on_gpu ? "true" : "false"},
+        {"DEVICE_INCLUDE", on_gpu ? "#include <HalideRuntimeCuda.h>" : ""},
+        {"DEVICE_INTERFACE", on_gpu ? "halide_cuda_device_interface()" : "nullptr"},
         {"AUGMENTED", model.augmentation().empty() ? "0" : "1"},
         {"SAFETENSORS", templates::safetensors},
     };
     write_file(dir / (name + ".h"), substitute(templates::model_h, values));
     write_file(dir / (name + ".hpp"), substitute(templates::model_hpp, values));
     write_file(dir / (name + "_library.cpp"), substitute(templates::model_library_cpp, values));
-    write_file(dir / (name + ".json"), manifest(model, layouts, options.targets, programs).dump(2) + "\n");
+    write_file(dir / (name + ".json"), manifest(model, name, layouts, options.targets, programs).dump(2) + "\n");
 }
 
 }  // namespace convgen::codegen

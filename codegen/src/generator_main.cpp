@@ -1,5 +1,7 @@
 // The generator a model's source file is linked with: `convgen_add_model()` runs it at build time.
-//   <generator> --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]
+//   <generator> --output DIR [--model NAME] [--name LIBRARY] [--targets TARGET:SUFFIX,...] [--schedules FILE]
+//       LIBRARY (default: the model's name) prefixes the library's files and symbols. A GPU target
+//       ("x86-64-linux-cuda-cuda_capability_80:cuda") must be the only one.
 //   <generator> --parameters [--model NAME]     prints "name [shape] trainable|state" per parameter
 //   <generator> --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]
 //               [--targets TARGET:SUFFIX,...]
@@ -34,7 +36,7 @@ std::vector<std::string> split(const std::string& text, char separator) {
 
 int usage(const char* program) {
     std::cerr << fmt::format(
-        "usage: {0} --output DIR [--model NAME] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
+        "usage: {0} --output DIR [--model NAME] [--name LIBRARY] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
         "       {0} --parameters [--model NAME]\n"
         "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
         "              [--targets TARGET:SUFFIX,...]\n"
@@ -128,7 +130,7 @@ int tune(const convgen::RegisteredModel& chosen, const std::string& path,
 
 int main(int argc, char** argv) {
     using namespace convgen;
-    std::string output, model_name, schedules_path, targets_text, tune_path;
+    std::string output, model_name, library_name, schedules_path, targets_text, tune_path;
     bool list_parameters = false, compare = false;
     schedules::TuneOptions tune_options;
     schedules::AutoschedulerOptions compare_options;
@@ -143,6 +145,8 @@ int main(int argc, char** argv) {
                 output = value();
             else if (arg == "--model")
                 model_name = value();
+            else if (arg == "--name")
+                library_name = value();
             else if (arg == "--schedules")
                 schedules_path = value();
             else if (arg == "--targets")
@@ -216,6 +220,7 @@ int main(int argc, char** argv) {
     try {
         codegen::EmitOptions options;
         options.output_dir = output;
+        options.library_name = library_name;
         if (targets_text.empty()) {
             options.targets = codegen::default_x86_targets();
         } else {

@@ -19,8 +19,12 @@ struct TargetChoice {
 
 struct EmitOptions {
     std::string output_dir;
-    std::vector<TargetChoice> targets;  // most capable first; the first the machine supports runs
+    // CPU targets, most capable first; the first the machine supports runs. Or one GPU target.
+    std::vector<TargetChoice> targets;
     const schedules::ScheduleDatabase* database = nullptr;
+    // The prefix of the library's files and C symbols; empty: the model's name. A model's CUDA
+    // library ("lenet5_cuda") can then be linked into one program with its CPU one ("lenet5").
+    std::string library_name;
 };
 
 // The default: AVX-512, AVX2+FMA and plain x86-64 (SSE4.1 is not assumed).
