@@ -4,7 +4,14 @@
 // the test set's confusion matrix (SVG).
 //   train_mnist [--data DIR] [--epochs N] [--batch N] [--lr X] [--warmup EPOCHS] [--seed N]
 //               [--prefetch 0|1] [--checkpoint FILE]
+// Built twice: train_mnist with the CPU library, train_mnist_cuda (CONVGEN_CUDA) with the GPU one.
+#ifdef CONVGEN_CUDA
+#include "lenet5_cuda.hpp"
+namespace lenet = lenet5_cuda;
+#else
 #include "lenet5.hpp"
+namespace lenet = lenet5;
+#endif
 
 #include <convgen/runtime/idx.h>
 #include <convgen/runtime/image_grid.h>
@@ -58,7 +65,7 @@ int main(int argc, char** argv) {
             options.epochs, options.batch, options.learning_rate, options.warmup_epochs, options.momentum,
             options.weight_decay, options.seed, options.prefetch ? "on" : "off");
 
-        lenet5::Model model(options.seed);
+        lenet::Model model(options.seed);
         const std::vector<EpochReport> reports = train(model, train_set, test_set, options, [](const EpochReport& r) {
             fmt::print(
                 "epoch {}: loss {:.4f}  train accuracy {:.2f}%  test accuracy {:.2f}%  {:.0f} images/s  "
@@ -70,10 +77,10 @@ int main(int argc, char** argv) {
         model.save(checkpoint);
         fmt::print("checkpoint saved to {}\n", checkpoint);
 
-        lenet5::Model reloaded(options.seed + 1);
+        lenet::Model reloaded(options.seed + 1);
         reloaded.load(checkpoint);
         const std::vector<int32_t> predicted = predict_classes(reloaded, test_set, options.normalisation);
-        const auto counts = confusion_matrix(predicted, test_set.labels, lenet5::Model::classes);
+        const auto counts = confusion_matrix(predicted, test_set.labels, lenet::Model::classes);
         int64_t right = 0;
         for (size_t c = 0; c < counts.size(); c++) right += counts[c][c];
         fmt::print("MNIST test accuracy: {:.2f}%\n", 100.0 * static_cast<double>(right) / test_set.count);
@@ -82,7 +89,7 @@ int main(int argc, char** argv) {
         const std::string filters = (out / "lenet5_conv1_filters.png").string();
         const std::string curves = (out / "lenet5_training_curves.svg").string();
         const std::string confusion = (out / "lenet5_confusion_matrix.svg").string();
-        for (const lenet5::ParameterInfo& p : lenet5::Model::parameters()) {
+        for (const lenet::ParameterInfo& p : lenet::Model::parameters()) {
             if (p.name != "conv1.weight") continue;  // OIHW: 6 filters of 1 x 5 x 5
             write_filter_grid_png(filters, reloaded.get_parameter(p.name).data(), p.shape[0], p.shape[1], p.shape[2],
                                   p.shape[3], 16);
@@ -95,12 +102,12 @@ int main(int argc, char** argv) {
         const int64_t first = 0;
         const std::string digit = (out / "lenet5_test_digit.png").string();
         write_image_grid_png(digit, test_set, {first}, 1, 8);
-        std::vector<float> image(lenet5::Model::input_size);
+        std::vector<float> image(lenet::Model::input_size);
         int32_t label = 0;
         to_network_input(test_set, &first, 1, options.normalisation, image.data(), &label);
         reloaded.predict(image.data(), 1);
         fmt::print("feature maps of test digit 0 ({}):", digit);
-        for (const lenet5::LayerOutputInfo& layer : lenet5::Model::layer_outputs()) {
+        for (const lenet::LayerOutputInfo& layer : lenet::Model::layer_outputs()) {
             if (layer.shape.size() != 3) continue;  // [height, width, channels]
             const std::string maps = (out / ("lenet5_" + layer.name + "_maps.png")).string();
             write_feature_maps_png(maps, reloaded.layer_output(layer.name, 1).data(), layer.shape[0], layer.shape[1],
