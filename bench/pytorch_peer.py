@@ -14,6 +14,11 @@ models both sides train in the benchmark, <model>_train_b<N>.
     /usr/bin/python3 bench/pytorch_peer.py --matmul 2048
 times a 2048x2048 fp32 matrix product (oneDNN or OpenBLAS, whichever torch calls) and prints
 {"limit": "matmul", "gflops", ...}: one of the machine's fp32 limits bench/run reports.
+
+    python3 bench/pytorch_peer.py --device cuda --workload resnet20_train_b128
+runs the workload on the GPU instead (eager PyTorch with cuDNN, fp32 without TF32, timed with CUDA
+events; the frozen TorchScript variants and the CPU thread settings are CPU-only); the JSON line
+gains "device": "cuda" and "gpu", the GPU's name. Exit status 2 where torch sees no CUDA device.
 """
 
 import argparse
@@ -83,10 +88,10 @@ MODELS = {
 }
 # The zoo models the benchmark also trains, with the batch it trains them at (issue 6's list).
 ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "googlenet": 16, "densenet121": 16, "efficientnet_b0": 16}
-if torch_zoo:
-    MODELS.update({name: ModelSpec(lambda name=name: torch_zoo.build(name)[0], input_shape,
-                                   *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
-                   for name, (_, input_shape) in torch_zoo.MODELS.items()})
+ZOO_MODELS = ({name: (lambda name=name: torch_zoo.build(name)[0], input_shape)
+               for name, (_, input_shape) in torch_zoo.MODELS.items()} if torch_zoo else {})
+MODELS.update({name: ModelSpec(build, input_shape, *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
+               for name, (build, input_shape) in ZOO_MODELS.items()})
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ def zoo_workloads(models) -> dict:
     return rows
 
 
-WORKLOADS.update(zoo_workloads(torch_zoo.MODELS if torch_zoo else ()))
+WORKLOADS.update(zoo_workloads(ZOO_MODELS))
 
 
 class Predictor(nn.Module):
@@ -146,17 +151,28 @@ class Predictor(nn.Module):
         return torch.softmax(self.net(x), dim=1)
 
 
-def make_step(name: str, grad_mode: str):
-    """Returns the workload and a function that runs one iteration of it."""
+def workloads_on(device: str) -> dict:
+    """The workloads that run on `device`: on cuda, all but the frozen TorchScript variants."""
+    return {name: w for name, w in WORKLOADS.items() if device == "cpu" or w.variant != "frozen"}
+
+
+def make_step(name: str, grad_mode: str, device: str = "cpu"):
+    """Returns the workload and a function that runs one iteration of it. On cuda the model, the
+    images and the labels live on the GPU from here on: a step only launches kernels, reads
+    nothing back to the host and returns what it computed (the probabilities, in inference)."""
     workload = WORKLOADS[name]
     grad_mode = grad_mode or workload.grad_mode
     spec = MODELS[workload.model]
     torch.manual_seed(0)
     net = spec.build()
     images = torch.randn(workload.batch, *spec.input_shape)
+    if device != "cpu":
+        net, images = net.to(device), images.to(device)
 
     if workload.kind == "train":
         labels = torch.randint(0, spec.classes, (workload.batch,))
+        if device != "cpu":
+            labels = labels.to(device)
         loss_fn = nn.CrossEntropyLoss()
         optimizer = torch.optim.SGD(net.parameters(), lr=spec.learning_rate,
                                     momentum=spec.momentum, weight_decay=spec.weight_decay)
@@ -171,6 +187,8 @@ def make_step(name: str, grad_mode: str):
         return workload, train_step
 
     predictor = Predictor(net).eval()
+    if workload.variant == "frozen" and device != "cpu":
+        raise ValueError(f"workload {name}: the frozen TorchScript variant runs on CPU only")
     if workload.variant == "frozen":
         try:
             scripted = torch.jit.script(predictor)
@@ -184,7 +202,7 @@ def make_step(name: str, grad_mode: str):
 
     def infer_step():
         with guard():
-            predictor(images)
+            return predictor(images)
 
     return workload, infer_step
 
@@ -219,13 +237,21 @@ def forward_multiply_adds(model: str) -> int:
     return total
 
 
-def matmul_gflops(size: int, seconds: float) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device: str):
+    """Waits for the work queued on the GPU; nothing on CPU, where every call has finished."""
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(size: int, seconds: float, device: str = "cpu") -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     torch.mm(a, b)  # warm-up
+    synchronize(device)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or runs < 3:
         torch.mm(a, b)
         runs += 1
+    synchronize(device)  # the GPU may still be working through the products queued
     return 2.0 * size ** 3 * runs / (time.perf_counter() - start) / 1e9
 
 
@@ -238,15 +264,20 @@ def resident_mib(field: str) -> float:
     return -1.0
 
 
-def measure(step, warmup_seconds: float, seconds: float, repeats: int):
+def measure(step, warmup_seconds: float, seconds: float, repeats: int, device: str = "cpu"):
     """Warms up, then times `repeats` runs of n iterations each, n chosen so a run takes
-    about seconds/repeats. Returns (seconds per iteration of each run, n)."""
+    about seconds/repeats. Returns (seconds per iteration of each run, n).
+
+    On cuda, each warm-up iteration waits for the GPU (so the calibration clock reads finished
+    work), and a run is timed by CUDA events recorded before its first iteration and after its
+    last, its iterations queued back to back as a training loop queues them."""
     start = time.perf_counter()
     iterations = 0
     # Calibrate on the second half of the warm-up, once caches and allocators have settled.
     calibration_start, calibration_iterations = start, 0
     while True:
         step()
+        synchronize(device)
         iterations += 1
         now = time.perf_counter()
         if now - start >= warmup_seconds / 2 and calibration_iterations == 0 and iterations > 1:
@@ -259,11 +290,35 @@ def measure(step, warmup_seconds: float, seconds: float, repeats: int):
 
     per_run = []
     for _ in range(repeats):
+        if device != "cpu":
+            began, ended = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            began.record()
+            for _ in range(n):
+                step()
+            ended.record()
+            ended.synchronize()
+            per_run.append(began.elapsed_time(ended) / 1e3 / n)  # elapsed_time is in ms
+            continue
         t0 = time.perf_counter()
         for _ in range(n):
             step()
         per_run.append((time.perf_counter() - t0) / n)
     return per_run, n
+
+
+def setup_cuda():
+    """PyTorch's fastest eager fp32 setting on an NVIDIA GPU: cuDNN picks each conv's fastest
+    algorithm for the shapes it meets (benchmark mode; the warm-up pays for the search), and
+    neither cuBLAS nor cuDNN rounds fp32 operands to TF32 (which convgen's fp32 does not do either;
+    cuDNN would by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+
+
+def cuda_fields() -> dict:
+    return {"device": "cuda", "gpu": torch.cuda.get_device_name()}
 
 
 def main() -> int:
@@ -272,46 +327,80 @@ def main() -> int:
     parser.add_argument("--describe", action="store_true",
                         help="print one JSON line per workload (metric, unit, peer_of) and exit")
     parser.add_argument("--workload", help="workload to time (see --list)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the workload runs (default cpu); cuda: eager PyTorch with cuDNN, fp32 "
+                             "without TF32, timed with CUDA events, no frozen variants")
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0, help="total timed seconds")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; value is their median")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch intra-op threads (default: the cores this process may use)")
+                        help="torch intra-op threads (default: the cores this process may use; CPU only)")
     parser.add_argument("--grad-mode", choices=["no_grad", "inference_mode"],
                         help="autograd guard around inference (default: the workload's)")
-    parser.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
+    parser.add_argument("--no-mkldnn", action="store_true",
+                        help="torch.backends.mkldnn.enabled = False (CPU only)")
     parser.add_argument("--peak-memory", action="store_true",
-                        help="build the workload, run two iterations, print the process's peak resident memory")
+                        help="build the workload, run two iterations, print the process's peak resident memory "
+                             "(on cuda: torch.cuda.max_memory_allocated())")
     parser.add_argument("--matmul", type=int, metavar="N",
                         help="time an NxN fp32 matrix product for --seconds and print its GFLOP/s")
     args = parser.parse_args()
+    cuda = args.device == "cuda"
+    workloads = workloads_on(args.device)
 
     if args.list:
-        print("\n".join(WORKLOADS))
+        print("\n".join(workloads))
         return 0
     if args.describe:
-        for name, w in WORKLOADS.items():
+        for name, w in workloads.items():
             print(json.dumps({"workload": name, "metric": w.metric, "unit": w.unit,
                               "peer_of": w.peer_of or name,
                               "multiply_adds_per_image": multiply_adds_per_image(name)}))
         return 0
+    if cuda:
+        if not torch.cuda.is_available():
+            print(f"pytorch_peer.py: --device cuda, but torch {torch.__version__} ({sys.executable}) sees no "
+                  f"CUDA device (torch.cuda.is_available() is False; torch built with CUDA "
+                  f"{torch.version.cuda or 'none'}). Run it where there is an NVIDIA GPU, with a CUDA build "
+                  f"of PyTorch, or without --device cuda.", file=sys.stderr)
+            return 2
+        setup_cuda()
     if args.matmul:
+        if cuda:
+            print(json.dumps({"limit": "matmul", "size": args.matmul, "threads": torch.get_num_threads(),
+                              "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
+                              "gflops": matmul_gflops(args.matmul, args.seconds, "cuda"), **cuda_fields()}))
+            return 0
         torch.set_num_threads(args.threads)
         print(json.dumps({"limit": "matmul", "size": args.matmul, "threads": torch.get_num_threads(),
                           "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
                           "gflops": matmul_gflops(args.matmul, args.seconds)}))
         return 0
-    if args.workload not in WORKLOADS:
-        parser.error(f"--workload: expected one of {', '.join(WORKLOADS)}, found '{args.workload}'"
+    if args.workload not in workloads:
+        if cuda and args.workload in WORKLOADS:
+            parser.error(f"--workload {args.workload}: the frozen TorchScript variants run on CPU only")
+        parser.error(f"--workload: expected one of {', '.join(workloads)}, found '{args.workload}'"
                      + (f" ({ZOO_MISSING})" if ZOO_MISSING else ""))
     if args.repeats < 1 or args.seconds <= 0 or args.warmup_seconds < 0:
         parser.error("expected --repeats >= 1, --seconds > 0 and --warmup-seconds >= 0")
 
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
-    torch.backends.mkldnn.enabled = not args.no_mkldnn
+    if not cuda:
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(1)
+        torch.backends.mkldnn.enabled = not args.no_mkldnn
 
-    workload, step = make_step(args.workload, args.grad_mode)
+    workload, step = make_step(args.workload, args.grad_mode, args.device)
+    if args.peak_memory and cuda:
+        mib = 1024 * 1024
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated() / mib
+        step()
+        step()
+        torch.cuda.synchronize()
+        print(json.dumps({"workload": args.workload, "metric": "peak_memory", "unit": "MiB",
+                          "value": round(torch.cuda.max_memory_allocated() / mib, 1),
+                          "before_first_step": round(before, 1), "batch": workload.batch, **cuda_fields()}))
+        return 0
     if args.peak_memory:
         before = resident_mib("VmRSS:")
         step()
@@ -320,7 +409,7 @@ def main() -> int:
                           "value": round(resident_mib("VmHWM:"), 1), "before_first_step": round(before, 1),
                           "batch": workload.batch}))
         return 0
-    per_run, n = measure(step, args.warmup_seconds, args.seconds, args.repeats)
+    per_run, n = measure(step, args.warmup_seconds, args.seconds, args.repeats, args.device)
     if workload.unit == "ms":
         samples = [t * 1e3 for t in per_run]
     else:
@@ -337,9 +426,9 @@ def main() -> int:
         "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
         "mkldnn": torch.backends.mkldnn.enabled,
         "grad_mode": (args.grad_mode or workload.grad_mode) if workload.kind == "infer" else "train",
+        **(cuda_fields() if cuda else {}),
     }))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
