@@ -193,19 +193,23 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         if (written.empty()) written.push_back(-1);
         out += fmt::format("const int {}_written_tensors[] = {{{}}};\n", p.name, fmt::join(written, ", "));
         out += fmt::format("const int {}_written_begin[] = {{{}}};\n", p.name, fmt::join(begin, ", "));
-        // Each tensor's lifetime: the first and the last call that touch it. A layer output the
-        // prediction keeps for reading afterwards lives to the end.
+        // Each tensor's lifetime: the first and the last call that touch it (or one of its views).
+        // A layer output the prediction keeps for reading afterwards lives to the end.
         const int call_count = static_cast<int>(p.program.calls.size());
         std::vector<int> first_call(p.program.tensors.size(), -1), last_call(p.program.tensors.size(), -1);
+        auto memory_of = [&](int tensor) {
+            const int storage = p.program.tensors[static_cast<size_t>(tensor)].storage;
+            return static_cast<size_t>(storage >= 0 ? storage : tensor);
+        };
         for (int c = 0; c < call_count; c++) {
             for (const Slot& slot : p.program.calls[static_cast<size_t>(c)].slots) {
                 if (slot.kind != SlotKind::tensor) continue;
-                const size_t t = static_cast<size_t>(slot.index);
+                const size_t t = memory_of(slot.index);
                 if (first_call[t] < 0) first_call[t] = c;
                 last_call[t] = c;
             }
         }
-        for (const auto& [layer, tensor] : p.program.layer_outputs) last_call[static_cast<size_t>(tensor)] = call_count;
+        for (const auto& [layer, tensor] : p.program.layer_outputs) last_call[memory_of(tensor)] = call_count;
         out += fmt::format("const TensorDescriptor {}_tensors[] = {{\n", p.name);
         for (size_t i = 0; i < p.program.tensors.size(); i++) {
             const ProgramTensor& t = p.program.tensors[i];
@@ -216,10 +220,11 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
             extents.resize(4, 0);
             // A tensor no call touches (none should be) is kept for the whole program.
             const int first = first_call[i] < 0 ? 0 : first_call[i], last = first_call[i] < 0 ? call_count : last_call[i];
-            out += fmt::format("    {{\"{}\", {}, {{{}}}, {}, {}, {}, {}}},\n", t.name, t.extents.size(),
-                               fmt::join(extents, ", "), t.batched, t.is_uint8, first, last);
+            out +=
+                fmt::format("    {{\"{}\", {}, {{{}}}, {}, {}, {}, {}, {}, {}}},\n", t.name, t.extents.size(),
+                            fmt::join(extents, ", "), t.batched, t.is_uint8, first, last, t.storage, t.channel_offset);
         }
-        if (p.program.tensors.empty()) out += "    {\"\", 0, {0, 0, 0}, false, false, 0, 0},\n";
+        if (p.program.tensors.empty()) out += "    {\"\", 0, {0, 0, 0}, false, false, 0, 0, -1, 0},\n";
         out += "};\n";
         out += fmt::format("constexpr int {}_tensor_count = {};\n", p.name, p.program.tensors.size());
         out += fmt::format(
@@ -466,6 +471,7 @@ void emit_library(const Model& model, const EmitOptions& options) {
 
     LoweringOptions lowering;
     lowering.database = options.database;
+    lowering.concat_in_place = !on_gpu;
     std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
                                             {"predict", plan_inference(model, lowering), {}}};
     const Shape& input = model.graph().node(model.input_node()).shape;

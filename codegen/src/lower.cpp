@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <set>
 
 namespace convgen::codegen {
 
@@ -139,13 +140,17 @@ ParameterLayout layout_of(const ParameterSpec& spec, const Graph& graph) {
     return layout;
 }
 
-void constrain_dense(Halide::OutputImageParam buffer, const std::vector<int64_t>& extents, bool last_is_free) {
+// Mins 0 and strides fixed: dense, or with `row_channels` > 0 the rows of a view (see
+// ProgramTensor::storage) that many channels apart.
+void constrain_dense(Halide::OutputImageParam buffer, const std::vector<int64_t>& extents, bool last_is_free,
+                     int64_t row_channels = 0) {
     Expr stride = 1;
     for (size_t d = 0; d < extents.size(); d++) {
         buffer.dim(static_cast<int>(d)).set_min(0).set_stride(stride);
         if (!(last_is_free && d + 1 == extents.size())) {
             buffer.dim(static_cast<int>(d)).set_extent(static_cast<int>(extents[d]));
-            stride = stride * static_cast<int>(extents[d]);
+            const int64_t step = d == 0 && row_channels > 0 ? row_channels : extents[d];
+            stride = stride * static_cast<int>(step);
         } else {
             break;
         }
@@ -179,8 +184,11 @@ std::vector<int64_t> image_extents(const Model& model) {
 // its outputs, and the schedule context.
 class Kernel {
   public:
+    // `tensors`: the program's tensors, for the layout of views (none given: every tensor dense).
     Kernel(const Halide::Target& target, const schedules::ScheduleDatabase* database, bool training,
-           std::vector<schedules::TunableStage>* tunable_stages = nullptr, bool unscheduled = false) {
+           std::vector<schedules::TunableStage>* tunable_stages = nullptr, bool unscheduled = false,
+           const std::vector<ProgramTensor>* tensors = nullptr)
+        : tensors_(tensors) {
         context.target = target;
         context.training = training;
         context.database = database;
@@ -191,7 +199,7 @@ class Kernel {
     Value tensor(Slot slot, const std::vector<int64_t>& extents, bool batched = true, bool is_uint8 = false) {
         const int dims = static_cast<int>(extents.size()) + (batched ? 1 : 0);
         ImageParam param(is_uint8 ? Halide::UInt(8) : Halide::Float(32), dims, fmt::format("t{}", inputs_.size()));
-        constrain_dense(param, batched ? with_free_batch(extents) : extents, batched);
+        constrain_dense(param, batched ? with_free_batch(extents) : extents, batched, row_channels(slot));
         if (batched && !batch.defined()) batch = param.dim(dims - 1).extent();
         add_input(slot, param);
         // Schedules round channel loops up to whole vectors; where the channels are not a whole
@@ -238,7 +246,7 @@ class Kernel {
         for (size_t v = 0; v < slots.size(); v++) {
             Halide::OutputImageParam buffer = func.output_buffers()[v];
             if (v == 0) {
-                constrain_dense(buffer, batched ? with_free_batch(extents) : extents, batched);
+                constrain_dense(buffer, batched ? with_free_batch(extents) : extents, batched, row_channels(slots[v]));
             } else {
                 // A Tuple's other buffers share the first one's mins and extents; only strides can be set.
                 Expr stride = 1;
@@ -268,6 +276,13 @@ class Kernel {
     Expr batch;
 
   private:
+    // A view's channels per row (its storage's channel count); 0 for a tensor of its own.
+    int64_t row_channels(const Slot& slot) const {
+        if (tensors_ == nullptr || slot.kind != SlotKind::tensor) return 0;
+        const ProgramTensor& t = (*tensors_)[static_cast<size_t>(slot.index)];
+        return t.storage < 0 ? 0 : (*tensors_)[static_cast<size_t>(t.storage)].extents[0];
+    }
+
     Func exact_copy(const Func& func, const std::vector<int64_t>& extents) const {
         const std::vector<Halide::Var> vars = numbered_vars("v", static_cast<int>(extents.size()) + 1);
         const std::vector<Expr> args(vars.begin(), vars.end());
@@ -300,6 +315,7 @@ class Kernel {
     std::vector<Halide::Internal::Parameter> parameters_;
     std::vector<Slot> inputs_, outputs_slots_;
     std::vector<Func> outputs_;
+    const std::vector<ProgramTensor>* tensors_ = nullptr;
 };
 
 std::string extents_text(const std::vector<int64_t>& extents) {
@@ -320,12 +336,14 @@ class Planner : public std::enable_shared_from_this<Planner> {
           database_(options.database),
           tunable_stages_(options.tunable_stages),
           unscheduled_(options.unscheduled),
+          concat_in_place_(options.concat_in_place),
           layouts_(parameter_layouts(model)) {}
 
     Program plan() {
         check_layouts();
         find_trained_paths();
         group_nodes();
+        if (concat_in_place_) place_concatenated_inputs();
         if (training_ && !model_.augmentation().empty()) {
             augmented_tensor_ = add_tensor("augmented_images", image_extents(model_));
             const Slot out{SlotKind::tensor, augmented_tensor_};
@@ -369,7 +387,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
         Program program = program_;
         std::shared_ptr<Planner> self = shared_from_this();
         program.build = [self](int k, const Halide::Target& target) {
-            Kernel kernel(target, self->database_, self->training_, self->tunable_stages_, self->unscheduled_);
+            Kernel kernel(target, self->database_, self->training_, self->tunable_stages_, self->unscheduled_,
+                          &self->program_.tensors);
             self->bodies_[static_cast<size_t>(k)](kernel);
             return kernel.finish();
         };
@@ -530,6 +549,49 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return static_cast<int>(program_.tensors.size()) - 1;
     }
 
+    // Lays the inputs of each concatenation out in its tensor, as views (ProgramTensor::storage),
+    // so that their kernels write them where the concatenation wants them and it copies nothing.
+    // Concatenations are taken last first: in a chain (DenseNet's blocks, each joining the one
+    // before and a new layer's maps) the last one's tensor then holds the whole chain. An input
+    // that cannot be a view (the images, a value another concatenation holds already, one read
+    // twice) leaves its concatenation a copy.
+    void place_concatenated_inputs() {
+        for (auto group = groups_.rbegin(); group != groups_.rend(); ++group) {
+            const Node& concat = node(group->head());
+            if (concat.kind != LayerKind::concat || group->nodes.size() != 1) continue;
+            const int joined = tensor_of_[static_cast<size_t>(concat.id)];
+            std::vector<int> parts;
+            for (int input : concat.inputs) {
+                const int id = source_of(input);
+                const int part = node(id).kind == LayerKind::input ? -1 : tensor_of_[static_cast<size_t>(id)];
+                const bool placeable = part >= 0 && part != joined &&
+                                       program_.tensors[static_cast<size_t>(part)].storage < 0 && !holds_views(part) &&
+                                       std::find(parts.begin(), parts.end(), part) == parts.end();
+                if (!placeable) {
+                    parts.clear();
+                    break;
+                }
+                parts.push_back(part);
+            }
+            if (parts.empty()) continue;
+            const ProgramTensor& whole = program_.tensors[static_cast<size_t>(joined)];
+            const int storage = whole.storage >= 0 ? whole.storage : joined;
+            int64_t offset = whole.channel_offset;
+            for (int part : parts) {
+                ProgramTensor& view = program_.tensors[static_cast<size_t>(part)];
+                view.storage = storage;
+                view.channel_offset = offset;
+                offset += view.extents[0];
+            }
+            assembled_in_place_.insert(concat.id);
+        }
+    }
+
+    bool holds_views(int tensor) const {
+        return std::any_of(program_.tensors.begin(), program_.tensors.end(),
+                           [&](const ProgramTensor& t) { return t.storage == tensor; });
+    }
+
     // The slot a node's value is read from: the images or its group's tensor.
     Slot value_slot(int id) const {
         id = source_of(id);
@@ -553,7 +615,19 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 read_parameter(k, layer + ".running_mean"), read_parameter(k, layer + ".running_var")};
     }
 
-    void add_call(const std::string& key, const std::string& what, Body body) {
+    void add_call(std::string key, const std::string& what, Body body) {
+        // The body run once here, for the slots this call binds (kernels are built per target later).
+        Kernel probe(Halide::get_host_target(), database_, training_, nullptr, false, &program_.tensors);
+        body(probe);
+        // Calls share a kernel only where they also lay out their tensors alike.
+        const std::vector<Slot> slots = probe.slots();
+        for (size_t s = 0; s < slots.size(); s++) {
+            if (slots[s].kind != SlotKind::tensor) continue;
+            const ProgramTensor& t = program_.tensors[static_cast<size_t>(slots[s].index)];
+            if (t.storage >= 0) {
+                key += fmt::format(" slot{}-rows{}", s, program_.tensors[static_cast<size_t>(t.storage)].extents[0]);
+            }
+        }
         auto found = kernel_index_.find(key);
         int k;
         if (found == kernel_index_.end()) {
@@ -564,10 +638,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         } else {
             k = found->second;
         }
-        // The body run once here, for the slots this call binds (kernels are built per target later).
-        Kernel probe(Halide::get_host_target(), database_, training_);
-        body(probe);
-        program_.calls.push_back({k, probe.slots(), probe.output_count(), what});
+        program_.calls.push_back({k, slots, probe.output_count(), what});
     }
 
     static schedules::ConvGeometry conv_geometry(const Node& n, const Shape& in) {
@@ -637,6 +708,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
     // ---- forward ----
 
     void plan_forward(const Group& group) {
+        // Its inputs' kernels wrote it already.
+        if (assembled_in_place_.count(group.head()) != 0) return;
         const Node& head = node(group.head());
         const int value_tensor = tensor_of_[static_cast<size_t>(group.last())];
         // Extra tensors the backward pass reads.
@@ -1171,6 +1244,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     const schedules::ScheduleDatabase* database_;
     std::vector<schedules::TunableStage>* tunable_stages_;
     bool unscheduled_;
+    bool concat_in_place_;
     std::vector<ParameterLayout> layouts_;
     std::vector<Group> groups_;
     std::vector<int> group_of_, tensor_of_;
@@ -1182,6 +1256,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::map<int, int> argmax_of_;              // max-pool node -> argmax tensor
     std::map<int, int> other_addend_;           // add fused into a group -> its input from outside
     int augmented_tensor_ = -1;                 // what the network reads in a training step, if augmented
+    std::set<int> assembled_in_place_;          // concat nodes whose inputs are views of their tensor
     Program program_;
     std::map<std::string, int> kernel_index_;
     std::vector<Body> bodies_;

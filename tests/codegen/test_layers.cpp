@@ -1060,3 +1060,76 @@ TEST_CASE("layers the kernels cannot lay out are refused with the layer's name")
     auto pooled = input("image", Shape{2, 4, 4}) | global_avg_pool | flatten | batch_norm() | dense(3);
     CHECK_NOTHROW(codegen::plan_training_step(Model("fine", pooled, softmax_cross_entropy())));
 }
+
+namespace {
+
+// The forward calls of a program whose description names a layer, and the tensor each writes.
+std::vector<std::string> forward_calls(const convgen::codegen::Program& program) {
+    std::vector<std::string> found;
+    for (const auto& call : program.calls) {
+        if (call.what.rfind("forward ", 0) == 0) found.push_back(call.what.substr(8));
+    }
+    return found;
+}
+
+int tensor_named(const convgen::codegen::Program& program, const std::string& name) {
+    for (size_t t = 0; t < program.tensors.size(); t++) {
+        if (program.tensors[t].name == name) return static_cast<int>(t);
+    }
+    FAIL("no tensor named ", name);
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a chain of concatenations is assembled in place: each layer writes its slice of the last one's tensor") {
+    using namespace convgen;
+    // DenseNet's pattern: features = concat(features, new maps), three times.
+    Tensor features = input("image", Shape{3, 8, 8}) | conv2d(4, 3, {.padding = 1, .name = "stem"});
+    for (int i = 1; i <= 3; i++) {
+        const Tensor grown = features | relu | conv2d(2, 3, {.padding = 1, .name = "grow" + std::to_string(i)});
+        features = concat({features, grown}, "join" + std::to_string(i));
+    }
+    const Model model("chain", features | global_avg_pool | flatten | dense(5), softmax_cross_entropy());
+    for (const bool training : {false, true}) {
+        CAPTURE(training);
+        const codegen::Program program = training ? codegen::plan_training_step(model) : codegen::plan_inference(model);
+        for (const std::string& call : forward_calls(program)) CHECK(call.find("join") == std::string::npos);
+        const int whole = tensor_named(program, "join3");
+        CHECK(program.tensors[static_cast<size_t>(whole)].storage == -1);
+        const std::vector<std::pair<std::string, int64_t>> slices = {{"stem", 0},  {"grow1", 4}, {"grow2", 6},
+                                                                     {"grow3", 8}, {"join1", 0}, {"join2", 0}};
+        for (const auto& [name, offset] : slices) {
+            CAPTURE(name);
+            const codegen::ProgramTensor& t = program.tensors[static_cast<size_t>(tensor_named(program, name))];
+            CHECK(t.storage == whole);
+            CHECK(t.channel_offset == offset);
+        }
+        // And turned off (a GPU library), every concatenation is a copy again.
+        codegen::LoweringOptions copies;
+        copies.concat_in_place = false;
+        const codegen::Program copied =
+            training ? codegen::plan_training_step(model, copies) : codegen::plan_inference(model, copies);
+        const std::vector<std::string> calls = forward_calls(copied);
+        CHECK(std::count_if(calls.begin(), calls.end(), [](const std::string& c) { return c.find("join") == 0; }) == 3);
+        for (const auto& t : copied.tensors) CHECK(t.storage == -1);
+    }
+}
+
+TEST_CASE("a concatenation of the images, or of one tensor twice, stays a copy") {
+    using namespace convgen;
+    const Tensor image = input("image", Shape{3, 8, 8});
+    const Tensor maps = image | conv2d(4, 3, {.padding = 1, .name = "maps"});
+    const Tensor with_image = concat({image, maps}, "with_image");
+    const Tensor twice = concat({maps, maps}, "twice");
+    const Model model("copies", concat({with_image, twice}, "both") | global_avg_pool | flatten | dense(5),
+                      softmax_cross_entropy());
+    const codegen::Program program = codegen::plan_inference(model);
+    const std::vector<std::string> calls = forward_calls(program);
+    // "both" joins two tensors of their own, in place; the two below it copy.
+    CHECK(std::find(calls.begin(), calls.end(), "with_image") != calls.end());
+    CHECK(std::find(calls.begin(), calls.end(), "twice") != calls.end());
+    CHECK(std::find(calls.begin(), calls.end(), "both") == calls.end());
+    CHECK(program.tensors[static_cast<size_t>(tensor_named(program, "twice"))].channel_offset == 7);
+    CHECK(program.tensors[static_cast<size_t>(tensor_named(program, "maps"))].storage == -1);
+}

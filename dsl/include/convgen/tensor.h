@@ -146,7 +146,8 @@ inline constexpr Softmax softmax{};
 
 // Element-wise sum of tensors of one shape (a residual connection).
 Tensor add(const Tensor& a, const Tensor& b, const std::string& name = "");
-// Images of one height and width stacked along the channels, in order.
+// Images of one height and width stacked along the channels, in order. Generated CPU libraries
+// copy nothing for it where they can: each input's kernel writes its slice of the result.
 Tensor concat(const std::vector<Tensor>& tensors, const std::string& name = "");
 // Each channel of an image [C, H, W] multiplied by that channel's factor in `scale` [C, 1, 1] (a
 // squeeze-and-excitation gate).

@@ -70,6 +70,12 @@ struct ProgramTensor {
     std::vector<int64_t> extents;
     bool batched = true;
     bool is_uint8 = false;
+    // A view: the tensor is channels [channel_offset, channel_offset + extents[0]) of `storage`
+    // (an image tensor of the same width, height and batch that is not a view itself), so its rows
+    // are `storage`'s channel count apart. A concatenation's inputs are written this way, straight
+    // into their slices of its tensor, and the concatenation costs no copy. -1: its own memory.
+    int storage = -1;
+    int64_t channel_offset = 0;
 };
 
 struct KernelCall {
@@ -99,6 +105,9 @@ struct LoweringOptions {
     std::vector<schedules::TunableStage>* tunable_stages = nullptr;
     // Kernels without convgen's schedules, for one of Halide's autoschedulers.
     bool unscheduled = false;
+    // Concatenations assembled in place (see ProgramTensor::storage). Off for a GPU library,
+    // whose tensors each have a device allocation of their own.
+    bool concat_in_place = true;
 };
 
 // The model's graph after the rewrites codegen applies before lowering, layer names kept:
