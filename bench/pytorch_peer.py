@@ -87,7 +87,8 @@ MODELS = {
                                weight_decay=5e-4),
 }
 # The zoo models the benchmark also trains, with the batch it trains them at (issue 6's list).
-ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "googlenet": 16, "densenet121": 16, "efficientnet_b0": 16}
+ZOO_TRAINING = {"mnist_cnn": 64, "resnet20": 128, "googlenet": 16, "densenet121": 16, "efficientnet_b0": 16,
+                "densenet_bc100_cifar": 64}
 ZOO_MODELS = ({name: (lambda name=name: torch_zoo.build(name)[0], input_shape)
                for name, (_, input_shape) in torch_zoo.MODELS.items()} if torch_zoo else {})
 MODELS.update({name: ModelSpec(build, input_shape, *((10, 0.01, 0.9, 5e-4) if name in ZOO_TRAINING else ()))
