@@ -8,6 +8,7 @@ Run with /usr/bin/python3 (Debian's torch and torchvision).
     /usr/bin/python3 bench/pytorch_reference.py fashion --data data/fashion-mnist [--epochs 15]
     /usr/bin/python3 bench/pytorch_reference.py cifar10 --data data/cifar10-jpg [--epochs 30]
         [--checkpoint runs/torch-cifar10.pt]   (saved after every epoch; a run resumes from it)
+        [--device cuda]   (the same recipe on a GPU; a checkpoint moves between devices)
 """
 import argparse
 import math
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--no-augmentation", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for an NVIDIA GPU")
     parser.add_argument("--checkpoint", type=Path,
                         help="written (atomically) after every epoch; if it exists, training resumes from it")
     args = parser.parse_args()
@@ -116,10 +118,12 @@ def main() -> None:
         model = torch_zoo.build("resnet20")[0]
     print(f"{args.task}: {len(train_x)} training and {len(test_x)} test images, loaded in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in STATISTICS[args.task])
+    device = torch.device(args.device)
+    model = model.to(device)
+    mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in STATISTICS[args.task])
 
     def network_input(pixels):
-        return (pixels.float() / 255 - mean) / std
+        return (pixels.to(device).float() / 255 - mean) / std
 
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
@@ -128,9 +132,11 @@ def main() -> None:
     steps_per_epoch = len(train_x) // args.batch
     total_steps, warmup = steps_per_epoch * args.epochs, steps_per_epoch * args.warmup_epochs
     step, first_epoch, elapsed = 0, 0, 0.0
+    # What a run's result depends on: not where it ran.
+    recipe = vars(args) | {"checkpoint": None, "device": None, "threads": None}
     if args.checkpoint and args.checkpoint.exists():
-        state = torch.load(args.checkpoint)
-        if state["arguments"] != vars(args) | {"checkpoint": None}:
+        state = torch.load(args.checkpoint, map_location=device)
+        if {**state["arguments"], "device": None, "threads": None} != recipe:
             sys.exit(f"{args.checkpoint} was written by a run with other arguments: {state['arguments']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -152,23 +158,24 @@ def main() -> None:
                 group["lr"] = learning_rate(step, total_steps, warmup, args.lr)
             optimizer.zero_grad()
             logits = model(network_input(pixels))
-            loss = loss_fn(logits, train_y[index])
+            labels = train_y[index].to(device)
+            loss = loss_fn(logits, labels)
             loss.backward()
             optimizer.step()
             total_loss += loss.item()
-            correct += (logits.argmax(1) == train_y[index]).sum().item()
+            correct += (logits.argmax(1) == labels).sum().item()
             step += 1
         model.eval()
         with torch.no_grad():
-            test_correct = sum((model(network_input(test_x[i:i + 1000])).argmax(1) == test_y[i:i + 1000]).sum().item()
-                               for i in range(0, len(test_x), 1000))
+            test_correct = sum((model(network_input(test_x[i:i + 1000])).argmax(1).cpu() == test_y[i:i + 1000])
+                               .sum().item() for i in range(0, len(test_x), 1000))
         print(f"epoch {epoch + 1}: loss {total_loss / steps_per_epoch:.4f}  "
               f"train accuracy {100 * correct / (steps_per_epoch * args.batch):.2f}%  "
               f"test accuracy {100 * test_correct / len(test_x):.2f}%  {time.perf_counter() - started:.1f} s",
               flush=True)
         if args.checkpoint:
             # The training time so far counts only epochs, not the time between runs.
-            state = {"arguments": vars(args) | {"checkpoint": None}, "model": model.state_dict(),
+            state = {"arguments": recipe, "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                      "torch_rng": torch.get_rng_state(), "step": step, "epoch": epoch + 1,
                      "elapsed": time.perf_counter() - started}
