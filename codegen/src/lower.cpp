@@ -494,10 +494,19 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return false;
     }
 
+    // At inference, a squeeze-and-excitation gate (channel_scale) read by one conv alone is computed
+    // inside that conv's kernel, where the conv copies its input anyway: no kernel, no tensor. (A
+    // training step keeps it, for its gradients.)
+    bool scaled_inside_consumer(const Node& n) const {
+        if (training_ || n.kind != LayerKind::channel_scale || n.id == canonical_.output_node) return false;
+        const std::vector<int> consumers = graph_.consumers(n.id);
+        return consumers.size() == 1 && node(consumers[0]).kind == LayerKind::conv2d;
+    }
+
     void group_nodes() {
         group_of_.assign(graph_.nodes().size(), -1);
         for (const Node& n : graph_.nodes()) {
-            if (n.kind == LayerKind::input || n.kind == LayerKind::flatten) continue;
+            if (n.kind == LayerKind::input || n.kind == LayerKind::flatten || scaled_inside_consumer(n)) continue;
             if (n.kind == LayerKind::add && fuse_add(n)) continue;
             if (n.inputs.size() == 1 && group_of_[static_cast<size_t>(n.inputs[0])] >= 0) {
                 const int producer = n.inputs[0];
@@ -602,7 +611,14 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return {SlotKind::tensor, tensor_of_[static_cast<size_t>(id)]};
     }
 
-    Value read_value(Kernel& k, int id) const { return k.tensor(value_slot(id), extents_of(id)); }
+    Value read_value(Kernel& k, int id) const {
+        const Node& n = node(source_of(id));
+        if (scaled_inside_consumer(n)) {
+            return Value{channel_scale_forward("scale", read_value(k, n.inputs[0]), read_value(k, n.inputs[1])),
+                         extents_of(id)};
+        }
+        return k.tensor(value_slot(id), extents_of(id));
+    }
 
     Func read_parameter(Kernel& k, const std::string& name, SlotKind kind = SlotKind::value) const {
         const int p = parameter_index(name);
@@ -674,6 +690,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         std::string key = describe(n);
         const Shape& in = n.inputs.empty() ? n.shape : node(n.inputs[0]).shape;
         key += fmt::format(" in{}", in.to_string());
+        if (!n.inputs.empty() && scaled_inside_consumer(node(source_of(n.inputs[0])))) key += " scaled";
         for (size_t j = 1; j < n.inputs.size(); j++) key += fmt::format("+{}", node(n.inputs[j]).shape.to_string());
         if (n.kind == LayerKind::conv2d || n.kind == LayerKind::dense) {
             key += parameter_index(n.name + ".bias") >= 0 ? " bias" : " no-bias";

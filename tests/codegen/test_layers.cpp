@@ -1133,3 +1133,20 @@ TEST_CASE("a concatenation of the images, or of one tensor twice, stays a copy")
     CHECK(program.tensors[static_cast<size_t>(tensor_named(program, "twice"))].channel_offset == 7);
     CHECK(program.tensors[static_cast<size_t>(tensor_named(program, "maps"))].storage == -1);
 }
+
+TEST_CASE("at inference a squeeze-and-excitation gate read by one conv is computed inside the conv's kernel") {
+    using namespace convgen;
+    const Tensor maps = input("image", Shape{3, 8, 8}) | conv2d(8, 3, {.padding = 1, .name = "maps"});
+    const Tensor gate =
+        global_avg_pool(maps) | conv2d(2, 1, {.name = "fc1"}) | relu | conv2d(8, 1, {.name = "fc2"}) | sigmoid;
+    const Tensor projected = scale_channels(maps, gate, "gated") | conv2d(4, 1, {.name = "project"});
+    const Model model("se", projected | global_avg_pool | flatten | dense(5), softmax_cross_entropy());
+    const codegen::Program inference = codegen::plan_inference(model);
+    std::vector<std::string> calls = forward_calls(inference);
+    CHECK(std::find(calls.begin(), calls.end(), "gated") == calls.end());
+    CHECK(std::find(calls.begin(), calls.end(), "project") != calls.end());
+    for (const auto& t : inference.tensors) CHECK(t.name != "gated");
+    // A training step keeps it: its gradients need its own kernel.
+    calls = forward_calls(codegen::plan_training_step(model));
+    CHECK(std::find(calls.begin(), calls.end(), "gated") != calls.end());
+}
