@@ -26,23 +26,29 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace {
 
-// ||a - b|| / ||b||, in double.
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-    double difference = 0, norm = 0;
-    for (size_t i = 0; i < a.size(); i++) {
-        difference += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
-        norm += double(b[i]) * double(b[i]);
-    }
-    if (norm == 0) return std::sqrt(difference);
-    return std::sqrt(difference / norm);
+double norm(const std::vector<float>& values) {
+    double sum = 0;
+    for (float v : values) sum += double(v) * double(v);
+    return std::sqrt(sum);
+}
+
+// ||a - b|| / max(||b||, floor), in double.
+double relative_error(const std::vector<float>& a, const std::vector<float>& b, double floor = 0) {
+    double difference = 0;
+    for (size_t i = 0; i < a.size(); i++) difference += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    const double scale = std::max(norm(b), floor);
+    if (scale == 0) return std::sqrt(difference);
+    return std::sqrt(difference) / scale;
 }
 
 // Batch norm's running statistics: updated by the step, not by a gradient.
@@ -62,12 +68,17 @@ bool all_finite(const std::vector<float>& values) {
 
 constexpr double tolerance = 1e-4;
 
-void check_close(const std::vector<float>& gpu, const std::vector<float>& cpu, const std::string& what) {
+// `floor`: the smallest norm the error is taken relative to (see check_model).
+void check_close(const std::vector<float>& gpu, const std::vector<float>& cpu, const std::string& what,
+                 double floor = 0) {
     INFO(what);
     REQUIRE(gpu.size() == cpu.size());
     REQUIRE(all_finite(gpu));
-    const double error = relative_error(gpu, cpu);
-    CHECK_MESSAGE(error < tolerance, what << ": relative error " << error);
+    const double error = relative_error(gpu, cpu, floor);
+    std::ostringstream first_values;
+    for (size_t i = 0; i < std::min<size_t>(cpu.size(), 8); i++) first_values << " " << gpu[i] << "/" << cpu[i];
+    CHECK_MESSAGE(error < tolerance,
+                  what << ": relative error " << error << "; first values (GPU/CPU):" << first_values.str());
 }
 
 // A learning rate that is a power of two, large enough that w' = w - lr * g holds g to float
@@ -110,6 +121,8 @@ void check_model(int batch, bool dropout) {
     CHECK(std::abs(gpu_step.loss - cpu_step.loss) <= tolerance * std::abs(cpu_step.loss));
     CHECK(gpu_step.correct == cpu_step.correct);
     const auto parameters = Cpu::parameters();
+    std::vector<std::vector<float>> cpu_gradients(parameters.size()), gpu_gradients(parameters.size());
+    double largest_gradient = 0;
     for (size_t i = 0; i < parameters.size(); i++) {
         const std::string& name = parameters[i].name;
         const std::vector<float> cpu_after = cpu.get_parameter(name), gpu_after = gpu.get_parameter(name);
@@ -117,12 +130,22 @@ void check_model(int batch, bool dropout) {
             check_close(gpu_after, cpu_after, "updated state " + name);
             continue;
         }
-        std::vector<float> cpu_gradient(cpu_after.size()), gpu_gradient(gpu_after.size());
+        cpu_gradients[i].resize(cpu_after.size());
+        gpu_gradients[i].resize(gpu_after.size());
         for (size_t e = 0; e < cpu_after.size(); e++) {
-            cpu_gradient[e] = (before[i][e] - cpu_after[e]) / gradient_learning_rate;
-            gpu_gradient[e] = (before[i][e] - gpu_after[e]) / gradient_learning_rate;
+            cpu_gradients[i][e] = (before[i][e] - cpu_after[e]) / gradient_learning_rate;
+            gpu_gradients[i][e] = (before[i][e] - gpu_after[e]) / gradient_learning_rate;
         }
-        check_close(gpu_gradient, cpu_gradient, "gradient of " + name);
+        largest_gradient = std::max(largest_gradient, norm(cpu_gradients[i]));
+    }
+    // Some true gradients are zero or nearly so, and both sides hold rounding noise of them: a bias
+    // before a batch norm in training (norm_net's conv2.bias, 7e-8 against 0.5 for conv1.weight)
+    // or a scale the next batch norm undoes (its bn1.weight, 1e-5: a depthwise conv and a batch
+    // norm follow it, and only relu6's clip at 6 is not scale-invariant). So each gradient's error
+    // is taken relative to its norm or, where that is smaller, a hundredth of the model's largest.
+    for (size_t i = 0; i < parameters.size(); i++) {
+        if (is_state(parameters[i].name)) continue;
+        check_close(gpu_gradients[i], cpu_gradients[i], "gradient of " + parameters[i].name, 1e-2 * largest_gradient);
     }
 }
 

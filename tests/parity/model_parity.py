@@ -246,6 +246,9 @@ def main() -> int:
 
     run = subprocess.run([args.binary, str(args.work), str(args.steps), str(args.batch), str(LEARNING_RATE),
                           str(MOMENTUM), str(WEIGHT_DECAY)], capture_output=True, text=True)
+    if run.returncode == 77:
+        print(f"SKIP: {args.binary}: {run.stderr.strip()}")
+        return 77
     if run.returncode != 0:
         print(f"FAIL: {args.binary} exited with {run.returncode}: {run.stderr}")
         return 1
