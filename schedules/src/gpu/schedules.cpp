@@ -8,7 +8,11 @@
 // warp's output channels is one broadcast. Reductions with few outputs and long sums (weight and
 // bias gradients, batch statistics) are split over chunks of the batch first (rfactor), so the
 // grid has enough threads to fill the GPU, then the chunks are summed by a second kernel.
+// Convolutions not fused into a pool, with a multiple of 8 output channels, are the exception: a
+// register tile per thread (below).
 #include <convgen/schedules/gpu.h>
+
+#include "../cpu/heuristics.h"
 
 #include <algorithm>
 
@@ -94,11 +98,104 @@ void split_over_batch(Func f, int64_t outputs) {
 }
 
 
+// A conv's parameters on the GPU: `lanes` threads of a block (a warp or part of one) take as
+// many adjacent output channels; each thread accumulates a tile of tile_x x tile_y output pixels
+// of its channel in registers, so every weight it loads feeds tile_x * tile_y FMAs; the
+// reduction over input channels runs in chunks of `chunk`, and with `stage_input` each chunk's
+// input window is first copied into shared memory by the block's threads (the taps of
+// neighbouring pixels overlap, and every lane reads the same input). The tiles divide the output
+// extents, so the accumulators have constant extents and stay in registers.
+ParameterSpace register_tile_space(const ConvGeometry& g) {
+    const int64_t group_inputs = g.in_channels / g.groups;
+    std::vector<int> lanes;
+    for (int l : {8, 16, 32}) {
+        if (g.out_channels % l == 0) lanes.push_back(l);
+    }
+    return {{"lanes", lanes},
+            {"tile_x", cpu::divisors(g.out_width, 8)},
+            {"tile_y", cpu::divisors(g.out_height, 8)},
+            {"chunk", cpu::divisors(group_inputs, 32)},
+            {"stage_input", {0, 1}}};
+}
+
+ScheduleParameters register_tile_defaults(const ConvGeometry& g, const ParameterSpace& space) {
+    auto largest_at_most = [](const std::vector<int>& values, int limit) {
+        int best = values.front();
+        for (int v : values) {
+            if (v <= limit) best = v;
+        }
+        return best;
+    };
+    const int tile_x = largest_at_most(space.at("tile_x"), g.out_width <= 8 ? 8 : 4);
+    const int tile_y = largest_at_most(space.at("tile_y"), std::max(1, 16 / tile_x));
+    return {{"lanes", space.at("lanes").back()},
+            {"tile_x", tile_x},
+            {"tile_y", tile_y},
+            {"chunk", largest_at_most(space.at("chunk"), 16)},
+            {"stage_input", g.in_channels / g.groups >= 8 ? 1 : 0}};
+}
+
+void register_tiled_conv(Conv2dForwardStages s, const ScheduleParameters& p) {
+    Func conv = s.output;
+    const std::vector<Var> v = conv.args();
+    const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
+    const int lanes = p.at("lanes"), tile_x = p.at("tile_x"), tile_y = p.at("tile_y");
+
+    // The stored result: one block per (tile of pixels, group of `lanes` channels, image).
+    Func result = conv.in();
+    Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), co("co"), ci("ci"), block("block");
+    result.compute_root()
+        .split(x, xo, xi, tile_x)
+        .split(y, yo, yi, tile_y)
+        .split(c, co, ci, lanes)
+        .reorder(xi, yi, ci, xo, yo, co, n)
+        .fuse(xo, yo, block)
+        .fuse(block, co, block)
+        .fuse(block, n, block)
+        .gpu_blocks(block)
+        .gpu_lanes(ci)
+        .unroll(xi)
+        .unroll(yi);
+
+    // The accumulators: each lane's tile, in registers (an allocation in registers indexed by the
+    // lane is split among the lanes of the warp, which only gpu_lanes does). Inside the lane loop,
+    // the reduction over the chunk's channels and the taps, unrolled over the tile; outside it,
+    // the chunks (at which the block stages its input).
+    conv.compute_at(result, block)
+        .store_in(Halide::MemoryType::Register)
+        .reorder(x, y, c, n)
+        .gpu_lanes(c)
+        .unroll(x)
+        .unroll(y);
+    const Halide::RDom& r = s.reduction;  // (input channel of the group, kx, ky)
+    RVar rco("rco"), rci("rci");
+    conv.update()
+        .split(r.x, rco, rci, p.at("chunk"))
+        .reorder(x, y, r.y, r.z, rci, c, rco, n)
+        .gpu_lanes(c)
+        .unroll(x)
+        .unroll(y)
+        .unroll(r.y)
+        .unroll(r.z);
+
+    if (p.at("stage_input")) {
+        // The chunk's input window, copied into shared memory by the block's threads, in order.
+        Func staged = s.padded_input.in(conv);
+        const std::vector<Var> sv = staged.args();
+        Var flat("flat"), rest("rest"), lane("lane");
+        staged.compute_at(conv, rco)
+            .fuse(sv[0], sv[1], flat)
+            .fuse(flat, sv[2], flat)
+            .fuse(flat, sv[3], flat)
+            .split(flat, rest, lane, lanes, TailStrategy::GuardWithIf)
+            .gpu_lanes(lane);
+    }
+}
+
 }  // namespace
 
 bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
                              bool row_consumer) {
-    (void)context;
     if (pool) {
         // Each pool thread computes the conv outputs of its window and their maximum.
         Func p_out = pool->output;
@@ -107,9 +204,19 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         s.output.compute_at(p_out, thread);
         return false;
     }
-    // The consumer's threads compute the conv per element, with its epilogue, in one kernel.
-    if (row_consumer) return true;
-    stored(s.output);
+    const ConvGeometry& g = s.geometry;
+    const ParameterSpace space = register_tile_space(g);
+    if (space.at("lanes").empty()) {
+        // Lanes must be a power of two dividing the channels, and fewer than 8 leave the warp
+        // mostly idle: a thread per output element instead, computed in its consumer's threads
+        // (its epilogue, in one kernel) where it can be.
+        if (row_consumer) return true;
+        stored(s.output);
+        return false;
+    }
+    // The tile is stored whole; its epilogue reads it in the next kernel.
+    register_tiled_conv(s, cpu::choose(context, cpu::conv_signature("conv2d_forward", g, false),
+                                       register_tile_defaults(g, space), space));
     return false;
 }
 
