@@ -11,6 +11,13 @@
 //               [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]
 //       times every kernel under convgen's schedules and under Halide's autoschedulers
 //       (Mullapudi2016, Adams2019, Li2018), and prints the table.
+//   <generator> --plan-remote-tuning DIR --targets TARGET:SUFFIX [--model NAME] [--schedules FILE]
+//               [--candidates K] [--only training|inference] [--seed S]
+//       for a target this machine does not run (CUDA): writes DIR/plan.json and the candidate
+//       databases DIR/candidate_<k>.json (scripts/tune-gpu generates a library from each).
+//   <generator> --choose-remote-tuning DIR --tune FILE
+//       reads DIR/plan.json and the profiles DIR/profile_<k>.txt the candidates' libraries printed
+//       on the target's machine, and stores each stage's fastest candidate in FILE.
 #include <convgen/codegen/emit.h>
 #include <convgen/schedules/tuner.h>
 
@@ -19,6 +26,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 namespace {
@@ -41,7 +49,10 @@ int usage(const char* program) {
         "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
         "              [--targets TARGET:SUFFIX,...]\n"
         "       {0} --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]\n"
-        "              [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]\n",
+        "              [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]\n"
+        "       {0} --plan-remote-tuning DIR --targets TARGET:SUFFIX [--model NAME] [--schedules FILE]\n"
+        "              [--candidates K] [--only training|inference] [--seed S]\n"
+        "       {0} --choose-remote-tuning DIR --tune FILE\n",
         program);
     return 2;
 }
@@ -102,6 +113,63 @@ int compare_autoschedulers(const convgen::RegisteredModel& chosen, const convgen
     return 0;
 }
 
+int plan_remote_tuning(const convgen::RegisteredModel& chosen, const std::filesystem::path& dir,
+                       const convgen::schedules::ScheduleDatabase& start,
+                       const std::vector<convgen::codegen::TargetChoice>& targets, int candidates, bool training,
+                       uint32_t seed) {
+    using namespace convgen;
+    if (targets.size() != 1) throw std::invalid_argument("--plan-remote-tuning takes one target in --targets");
+    const Model model = chosen.factory();
+    const schedules::RemoteTuningPlan plan =
+        schedules::plan_remote_tuning(model, targets[0].target, start, candidates, training, seed);
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "plan.json") << plan.to_json() << "\n";
+    for (size_t k = 0; k < plan.candidates.size(); k++) {
+        plan.database(k, start).save((dir / fmt::format("candidate_{}.json", k)).string());
+    }
+    std::cout << fmt::format("convgen remote tuning: {} {}: {} parameterised stages, {} candidates for {} in {}\n",
+                             chosen.name, plan.program, plan.stages.size(), plan.candidates.size(), plan.target,
+                             dir.string());
+    return 0;
+}
+
+int choose_remote_tuning(const std::filesystem::path& dir, const std::string& path) {
+    using namespace convgen;
+    std::ifstream plan_file(dir / "plan.json");
+    if (!plan_file) throw std::runtime_error((dir / "plan.json").string() + ": cannot open the remote-tuning plan");
+    const schedules::RemoteTuningPlan plan = schedules::RemoteTuningPlan::from_json(
+        std::string(std::istreambuf_iterator<char>(plan_file), std::istreambuf_iterator<char>()));
+    std::vector<std::string> profiles;
+    for (size_t k = 0; k < plan.candidates.size(); k++) {
+        std::ifstream file(dir / fmt::format("profile_{}.txt", k));
+        profiles.emplace_back(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    }
+    schedules::ScheduleDatabase database;
+    if (std::filesystem::exists(path)) database = schedules::ScheduleDatabase::load(path);
+    const std::vector<schedules::TunedStage> chosen = schedules::choose_remote_winners(plan, profiles, database);
+    database.save(path);
+    std::cout << "| stage | calls | candidate 0 ms | best ms | speed-up | candidates timed | chosen |\n"
+                 "|---|---:|---:|---:|---:|---:|---|\n";
+    double before = 0, after = 0;
+    for (const schedules::TunedStage& stage : chosen) {
+        std::string parameters;
+        for (const auto& [name, value] : stage.chosen) parameters += fmt::format("{}{}={}", parameters.empty() ? "" : " ", name, value);
+        size_t calls = 0;
+        for (const auto& s : plan.stages) {
+            if (s.stage.signature == stage.signature) calls = s.calls.size();
+        }
+        std::cout << fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {} | {} |\n", stage.signature, calls,
+                                 stage.default_ms, stage.best_ms, stage.default_ms / stage.best_ms, stage.candidates,
+                                 parameters);
+        before += stage.default_ms;
+        after += stage.best_ms;
+    }
+    std::cout << fmt::format("convgen remote tuning: {} stages; their calls' times summed {:.3f} ms -> {:.3f} ms; "
+                             "wrote {} ({} entries)\n",
+                             chosen.size(), before, after, path, database.size());
+    return 0;
+}
+
 int tune(const convgen::RegisteredModel& chosen, const std::string& path,
          const std::vector<convgen::codegen::TargetChoice>& targets, convgen::schedules::TuneOptions options) {
     using namespace convgen;
@@ -130,8 +198,11 @@ int tune(const convgen::RegisteredModel& chosen, const std::string& path,
 
 int main(int argc, char** argv) {
     using namespace convgen;
-    std::string output, model_name, library_name, schedules_path, targets_text, tune_path;
+    std::string output, model_name, library_name, schedules_path, targets_text, tune_path, remote_plan_dir,
+        remote_choose_dir;
     bool list_parameters = false, compare = false;
+    int remote_candidates = 8;
+    uint32_t remote_seed = 1;
     schedules::TuneOptions tune_options;
     schedules::AutoschedulerOptions compare_options;
     for (int i = 1; i < argc; i++) {
@@ -155,6 +226,14 @@ int main(int argc, char** argv) {
                 list_parameters = true;
             else if (arg == "--tune")
                 tune_path = value();
+            else if (arg == "--plan-remote-tuning")
+                remote_plan_dir = value();
+            else if (arg == "--choose-remote-tuning")
+                remote_choose_dir = value();
+            else if (arg == "--candidates")
+                remote_candidates = std::stoi(value());
+            else if (arg == "--seed")
+                remote_seed = static_cast<uint32_t>(std::stoul(value()));
             else if (arg == "--compare-autoschedulers")
                 compare = true;
             else if (arg == "--autoschedulers")
@@ -180,7 +259,18 @@ int main(int argc, char** argv) {
             return usage(argv[0]);
         }
     }
-    if (output.empty() && !list_parameters && tune_path.empty() && !compare) return usage(argv[0]);
+    if (!remote_choose_dir.empty()) {
+        if (tune_path.empty()) return usage(argv[0]);
+        try {
+            return choose_remote_tuning(remote_choose_dir, tune_path);
+        } catch (const std::exception& e) {
+            std::cerr << "convgen: error: " << e.what() << "\n";
+            return 1;
+        }
+    }
+    if (output.empty() && !list_parameters && tune_path.empty() && !compare && remote_plan_dir.empty()) {
+        return usage(argv[0]);
+    }
     compare_options.batch = tune_options.batch;
     if (tune_options.budget_seconds <= 0 || tune_options.batch <= 0) {
         std::cerr << "convgen: --budget and --batch must be positive\n";
@@ -240,6 +330,10 @@ int main(int argc, char** argv) {
             options.database = &database;
         }
         if (compare) return compare_autoschedulers(*chosen, database, options.targets, compare_options);
+        if (!remote_plan_dir.empty()) {
+            return plan_remote_tuning(*chosen, remote_plan_dir, database, options.targets, remote_candidates,
+                                      tune_options.training, remote_seed);
+        }
         const Model model = chosen->factory();
         codegen::emit_library(model, options);
     } catch (const ModelError& e) {

@@ -4,6 +4,7 @@
 #include "cpu/heuristics.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -222,6 +224,49 @@ std::string parameters_text(const ScheduleParameters& p) {
 }
 
 // One stage to tune: where it is measured and what it may be.
+// Every parameter of `point` drawn at random from its list.
+ScheduleParameters random_point(ScheduleParameters point, const TunableStage& stage, std::mt19937& random) {
+    for (const auto& [name, values] : stage.space) {
+        point[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random)];
+    }
+    return point;
+}
+
+// One parameter moved to the next or previous value of its list.
+ScheduleParameters neighbour_point(ScheduleParameters point, const TunableStage& stage, std::mt19937& random) {
+    std::vector<const std::pair<const std::string, std::vector<int>>*> movable;
+    for (const auto& entry : stage.space) {
+        if (entry.second.size() > 1) movable.push_back(&entry);
+    }
+    if (movable.empty()) return point;
+    const auto& [name, values] = *movable[std::uniform_int_distribution<size_t>(0, movable.size() - 1)(random)];
+    const auto at = std::find(values.begin(), values.end(), point[name]);
+    const long index = at == values.end() ? 0 : at - values.begin();
+    const long step = std::uniform_int_distribution<int>(0, 1)(random) ? 1 : -1;
+    point[name] = values[static_cast<size_t>(std::clamp<long>(index + step, 0, static_cast<long>(values.size()) - 1))];
+    return point;
+}
+
+// The parameterised stages each kernel of `program` holds, as building it for `target` records
+// them into `recorded` (the lowering options' tunable_stages).
+std::vector<std::vector<TunableStage>> stages_per_kernel(const Program& program, const Halide::Target& target,
+                                                         std::vector<TunableStage>& recorded) {
+    std::vector<std::vector<TunableStage>> stages(program.kernels.size());
+    for (size_t k = 0; k < program.kernels.size(); k++) {
+        recorded.clear();
+        program.build(static_cast<int>(k), target);
+        stages[k] = recorded;
+    }
+    recorded.clear();
+    return stages;
+}
+
+// A stage's starting point: the database's parameters where they are valid, else the heuristics'.
+ScheduleParameters starting_point(const TunableStage& stage, const ScheduleDatabase& database, const std::string& key) {
+    const auto stored = database.find(key, stage.signature);
+    return stored ? cpu::override_within(stage.defaults, *stored, stage.space) : stage.defaults;
+}
+
 struct Job {
     const Program* program = nullptr;
     int kernel = -1;
@@ -260,14 +305,13 @@ class Tuner {
         std::set<std::string> seen;
         for (size_t p = 0; p < programs.size(); p++) {
             const Program& program = programs[p];
+            const std::vector<std::vector<TunableStage>> stages = stages_per_kernel(program, target_, recorded_);
             std::vector<bool> listed(program.kernels.size(), false);
             for (int c = 0; c < static_cast<int>(program.calls.size()); c++) {
                 const int k = program.calls[static_cast<size_t>(c)].kernel;
                 if (listed[static_cast<size_t>(k)]) continue;
                 listed[static_cast<size_t>(k)] = true;
-                recorded_.clear();
-                program.build(k, target_);
-                for (const TunableStage& stage : recorded_) {
+                for (const TunableStage& stage : stages[static_cast<size_t>(k)]) {
                     if (!seen.insert(stage.signature).second) continue;
                     jobs.push_back({&program, k, c,
                                     fmt::format("{} ({})", program.calls[static_cast<size_t>(c)].what, names[p]),
@@ -303,10 +347,7 @@ class Tuner {
         result.signature = stage.signature;
         result.kernel = job.where;
 
-        // The starting point: the database's parameters where they are valid, else the heuristics'.
-        const auto stored = database_.find(key_, stage.signature);
-        const ScheduleParameters start =
-            stored ? cpu::override_within(stage.defaults, *stored, stage.space) : stage.defaults;
+        const ScheduleParameters start = starting_point(stage, database_, key_);
         CallBuffers buffers(model_, *job.program, job.program->calls[static_cast<size_t>(job.call)], options_.batch,
                             random_);
         std::vector<Halide::Buffer<>> reference;
@@ -353,7 +394,8 @@ class Tuner {
             space_size = std::min<size_t>(space_size * values.size(), 1u << 30);
         int attempts = 0, misses = 0;
         while (seconds_since(started) < seconds && tried.size() < space_size && misses < 10000) {
-            const ScheduleParameters candidate = ++attempts % 2 == 0 ? neighbour(best, stage) : sample(start, stage);
+            const ScheduleParameters candidate =
+                ++attempts % 2 == 0 ? neighbour_point(best, stage, random_) : random_point(start, stage, random_);
             if (tried.count(candidate)) {
                 misses++;
                 continue;
@@ -373,29 +415,6 @@ class Tuner {
                            result.default_ms / result.best_ms, parameters_text(best), result.candidates,
                            result.rejected ? fmt::format(", {} rejected", result.rejected) : ""));
         return result;
-    }
-
-    ScheduleParameters sample(ScheduleParameters point, const TunableStage& stage) {
-        for (const auto& [name, values] : stage.space) {
-            point[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random_)];
-        }
-        return point;
-    }
-
-    // One parameter moved to the next or previous value of its list.
-    ScheduleParameters neighbour(ScheduleParameters point, const TunableStage& stage) {
-        std::vector<const std::pair<const std::string, std::vector<int>>*> movable;
-        for (const auto& entry : stage.space) {
-            if (entry.second.size() > 1) movable.push_back(&entry);
-        }
-        if (movable.empty()) return point;
-        const auto& [name, values] = *movable[std::uniform_int_distribution<size_t>(0, movable.size() - 1)(random_)];
-        const auto at = std::find(values.begin(), values.end(), point[name]);
-        const long index = at == values.end() ? 0 : at - values.begin();
-        const long step = std::uniform_int_distribution<int>(0, 1)(random_) ? 1 : -1;
-        point[name] =
-            values[static_cast<size_t>(std::clamp<long>(index + step, 0, static_cast<long>(values.size()) - 1))];
-        return point;
     }
 
     void report(const std::string& line) const {
@@ -536,6 +555,164 @@ std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, co
         }
         if (options.progress) options.progress(line);
         results.push_back(std::move(row));
+    }
+    return results;
+}
+
+
+// ---- tuning over RPC: plan here, measure on the target's machine, choose here ----
+
+ScheduleDatabase RemoteTuningPlan::database(size_t k, ScheduleDatabase base) const {
+    for (size_t s = 0; s < stages.size(); s++) base.insert(target, stages[s].stage.signature, candidates.at(k)[s]);
+    return base;
+}
+
+std::string RemoteTuningPlan::to_json() const {
+    nlohmann::json document = {{"format", "convgen-remote-tuning"}, {"target", target}, {"program", program}};
+    document["stages"] = nlohmann::json::array();
+    for (size_t s = 0; s < stages.size(); s++) {
+        const RemoteStage& stage = stages[s];
+        nlohmann::json candidates_of_stage = nlohmann::json::array();
+        for (const auto& candidate : candidates) candidates_of_stage.push_back(candidate[s]);
+        document["stages"].push_back({{"signature", stage.stage.signature},
+                                      {"calls", stage.calls},
+                                      {"call_names", stage.call_names},
+                                      {"defaults", stage.stage.defaults},
+                                      {"space", stage.stage.space},
+                                      {"candidates", candidates_of_stage}});
+    }
+    return document.dump(2);
+}
+
+RemoteTuningPlan RemoteTuningPlan::from_json(const std::string& text) {
+    try {
+        const nlohmann::json document = nlohmann::json::parse(text);
+        if (document.value("format", "") != "convgen-remote-tuning") {
+            throw std::runtime_error("not a convgen remote-tuning plan");
+        }
+        RemoteTuningPlan plan;
+        plan.target = document.at("target").get<std::string>();
+        plan.program = document.at("program").get<std::string>();
+        for (const nlohmann::json& stage : document.at("stages")) {
+            RemoteStage remote;
+            remote.stage.signature = stage.at("signature").get<std::string>();
+            remote.stage.defaults = stage.at("defaults").get<ScheduleParameters>();
+            remote.stage.space = stage.at("space").get<ParameterSpace>();
+            remote.calls = stage.at("calls").get<std::vector<int>>();
+            remote.call_names = stage.at("call_names").get<std::vector<std::string>>();
+            const auto candidates = stage.at("candidates").get<std::vector<ScheduleParameters>>();
+            if (plan.candidates.empty()) plan.candidates.resize(candidates.size());
+            if (candidates.size() != plan.candidates.size()) {
+                throw std::runtime_error("stage " + remote.stage.signature + " has another number of candidates");
+            }
+            for (size_t k = 0; k < candidates.size(); k++) plan.candidates[k].push_back(candidates[k]);
+            plan.stages.push_back(std::move(remote));
+        }
+        return plan;
+    } catch (const nlohmann::json::exception& e) {
+        throw std::runtime_error(std::string("remote-tuning plan: ") + e.what());
+    }
+}
+
+RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& target, const ScheduleDatabase& start,
+                                    int candidates, bool training, uint32_t seed) {
+    if (candidates < 1) throw std::invalid_argument("remote tuning needs at least one candidate");
+    std::vector<TunableStage> recorded;
+    codegen::LoweringOptions lowering;
+    lowering.database = &start;
+    lowering.tunable_stages = &recorded;
+    // As emit_library plans a library for this target.
+    lowering.concat_in_place = !target.has_gpu_feature();
+    const Program program = training ? codegen::plan_training_step(model, lowering) : codegen::plan_inference(model, lowering);
+    const std::vector<std::vector<TunableStage>> stages = stages_per_kernel(program, target, recorded);
+
+    RemoteTuningPlan plan;
+    plan.target = database_target(target);
+    plan.program = training ? "train_step" : "predict";
+    std::map<std::string, size_t> index;  // signature -> stage
+    for (int c = 0; c < static_cast<int>(program.calls.size()); c++) {
+        const KernelCall& call = program.calls[static_cast<size_t>(c)];
+        std::set<std::string> in_this_call;
+        for (const TunableStage& stage : stages[static_cast<size_t>(call.kernel)]) {
+            if (!in_this_call.insert(stage.signature).second) continue;
+            auto [at, added] = index.emplace(stage.signature, plan.stages.size());
+            if (added) plan.stages.push_back({stage, {}, {}});
+            plan.stages[at->second].calls.push_back(c);
+            plan.stages[at->second].call_names.push_back(call.what);
+        }
+    }
+    std::mt19937 random(seed);
+    plan.candidates.resize(static_cast<size_t>(candidates));
+    for (size_t k = 0; k < plan.candidates.size(); k++) {
+        for (const RemoteStage& stage : plan.stages) {
+            const ScheduleParameters first = starting_point(stage.stage, start, plan.target);
+            plan.candidates[k].push_back(k == 0       ? first
+                                         : k % 2 == 1 ? random_point(first, stage.stage, random)
+                                                      : neighbour_point(first, stage.stage, random));
+        }
+    }
+    return plan;
+}
+
+namespace {
+
+// Each call's mean time per run in `program`'s section of a CONVGEN_PROFILE text, by call index;
+// empty when the section is missing.
+std::vector<double> profiled_call_ms(const std::string& profile, const std::string& program) {
+    std::vector<double> ms;
+    std::istringstream lines(profile);
+    std::string line;
+    bool inside = false;
+    while (std::getline(lines, line)) {
+        if (!line.empty() && line[0] != ' ') {
+            // A section header: "<library> <program>: N runs, X ms per run".
+            inside = line.find(" " + program + ": ") != std::string::npos;
+            continue;
+        }
+        if (!inside) continue;
+        std::istringstream fields(line);
+        double value = 0;
+        std::string unit;
+        if (fields >> value >> unit && unit == "ms") ms.push_back(value);
+    }
+    return ms;
+}
+
+}  // namespace
+
+std::vector<TunedStage> choose_remote_winners(const RemoteTuningPlan& plan, const std::vector<std::string>& profiles,
+                                              ScheduleDatabase& database) {
+    std::vector<std::vector<double>> call_ms;
+    for (const std::string& profile : profiles) call_ms.push_back(profiled_call_ms(profile, plan.program));
+    std::vector<TunedStage> results;
+    for (size_t s = 0; s < plan.stages.size(); s++) {
+        const RemoteStage& stage = plan.stages[s];
+        TunedStage result;
+        result.signature = stage.stage.signature;
+        result.kernel = stage.call_names.empty() ? "" : stage.call_names.front();
+        double best = 0;
+        for (size_t k = 0; k < plan.candidates.size() && k < call_ms.size(); k++) {
+            double total = 0;
+            bool timed = true;
+            for (int c : stage.calls) {
+                if (static_cast<size_t>(c) >= call_ms[k].size()) timed = false;
+                else total += call_ms[k][static_cast<size_t>(c)];
+            }
+            if (!timed) {
+                result.rejected++;
+                continue;
+            }
+            result.candidates++;
+            if (k == 0) result.default_ms = total;
+            if (result.candidates == 1 || total < best) {
+                best = total;
+                result.chosen = plan.candidates[k][s];
+            }
+        }
+        if (result.candidates == 0) continue;
+        result.best_ms = best;
+        database.insert(plan.target, stage.stage.signature, result.chosen);
+        results.push_back(result);
     }
     return results;
 }

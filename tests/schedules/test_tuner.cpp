@@ -119,4 +119,48 @@ TEST_SUITE("autotuner") {
         CHECK_THROWS_WITH_AS(tune_model(tuning_net(), Halide::Target("arm-64-linux"), database, TuneOptions{}),
                              doctest::Contains("cannot tune for arm-64-linux"), std::runtime_error);
     }
+
+    TEST_CASE("tuning over RPC: candidates planned for a CUDA target, winners chosen from their profiles") {
+        const Halide::Target cuda("x86-64-linux-cuda-cuda_capability_80");
+        const RemoteTuningPlan plan =
+            plan_remote_tuning(tuning_net(), cuda, ScheduleDatabase{}, 4, /*training=*/false, 7);
+        CHECK(plan.target == database_target(cuda));
+        CHECK(plan.program == "predict");
+        // conv2 is the one conv not fused into a pool: its register tile is parameterised on the GPU.
+        REQUIRE(plan.stages.size() == 1);
+        const RemoteStage& stage = plan.stages[0];
+        CHECK(stage.stage.signature == "conv2d_forward:in16x6x6:out40:k3:s1:p1");
+        REQUIRE(stage.calls.size() == 1);
+        CHECK(stage.call_names[0].find("conv") != std::string::npos);
+        REQUIRE(plan.candidates.size() == 4);
+        CHECK(plan.candidates[0][0] == stage.stage.defaults);
+        for (const auto& candidate : plan.candidates) {
+            for (const auto& [name, value] : candidate[0]) {
+                const std::vector<int>& allowed = stage.stage.space.at(name);
+                CHECK(std::find(allowed.begin(), allowed.end(), value) != allowed.end());
+            }
+        }
+        const RemoteTuningPlan read_back = RemoteTuningPlan::from_json(plan.to_json());
+        CHECK(read_back.to_json() == plan.to_json());
+        CHECK(plan.database(2, ScheduleDatabase{}).find(plan.target, stage.stage.signature) == plan.candidates[2][0]);
+
+        // Profiles as the libraries print them: candidate 2's call is the fastest; candidate 3 failed.
+        auto profile = [&](double ms) {
+            std::string text = "tuning_net predict: 10 runs, 9.000 ms per run\n";
+            for (int c = 0; c <= stage.calls[0]; c++) {
+                text += "     " + std::to_string(c == stage.calls[0] ? ms : 0.5) + " ms  10.0%  a call\n";
+            }
+            return text;
+        };
+        ScheduleDatabase database;
+        const std::vector<TunedStage> chosen =
+            choose_remote_winners(plan, {profile(3.0), profile(2.0), profile(1.5), ""}, database);
+        REQUIRE(chosen.size() == 1);
+        CHECK(chosen[0].default_ms == doctest::Approx(3.0));
+        CHECK(chosen[0].best_ms == doctest::Approx(1.5));
+        CHECK(chosen[0].candidates == 3);
+        CHECK(chosen[0].rejected == 1);
+        CHECK(database.find(plan.target, stage.stage.signature) == plan.candidates[2][0]);
+        CHECK_THROWS_AS(RemoteTuningPlan::from_json("{\"format\": \"other\"}"), std::runtime_error);
+    }
 }

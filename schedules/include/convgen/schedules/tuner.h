@@ -82,4 +82,41 @@ std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, co
                                                           const ScheduleDatabase& database,
                                                           const AutoschedulerOptions& options);
 
+// Tuning for a target this machine does not run (a CUDA GPU), the way TVM tunes over RPC.
+// Here, plan_remote_tuning lists the model's parameterised stages for the target, each with the
+// calls whose kernels hold it, and draws candidate schedule databases: the first is the starting
+// database (tuned values, else the defaults); each other one gives every stage either a random
+// point of its space or a neighbour of its starting point (one parameter moved to the next value
+// of its list). A library is generated from each candidate and one program links them all
+// (bench/gpu_tune.cpp, built by scripts/tune-gpu); it runs on the target's machine with
+// CONVGEN_PROFILE set, and each candidate's profile comes back. choose_remote_winners then keeps,
+// for each stage, the candidate whose calls holding it took least time in total.
+struct RemoteStage {
+    TunableStage stage;
+    std::vector<int> calls;  // indices into the program's calls, in the order the profile lists them
+    std::vector<std::string> call_names;
+};
+
+struct RemoteTuningPlan {
+    std::string target;   // the database key
+    std::string program;  // "predict" or "train_step": the profile section the times are read from
+    std::vector<RemoteStage> stages;
+    // candidates[k][s]: stage s's parameters in candidate k.
+    std::vector<std::vector<ScheduleParameters>> candidates;
+
+    // Candidate k as a database: `base` with the candidate's parameters written over it.
+    ScheduleDatabase database(size_t k, ScheduleDatabase base) const;
+    std::string to_json() const;
+    static RemoteTuningPlan from_json(const std::string& text);  // throws std::runtime_error
+};
+
+RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& target, const ScheduleDatabase& start,
+                                    int candidates, bool training, uint32_t seed);
+
+// profiles[k]: the CONVGEN_PROFILE text candidate k's library printed (empty where it failed).
+// Stores each stage's winner in `database` under plan.target; a stage no candidate was timed
+// for is left out. TunedStage::default_ms is candidate 0's time.
+std::vector<TunedStage> choose_remote_winners(const RemoteTuningPlan& plan, const std::vector<std::string>& profiles,
+                                              ScheduleDatabase& database);
+
 }  // namespace convgen::schedules
