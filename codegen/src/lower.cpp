@@ -777,7 +777,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const Node& pool = node(group.nodes[1]);
                 schedules::PoolForwardStages stages = max_pool_forward("pool", Value{conv.output, extents},
                                                                        pool_geometry(pool, head.shape), keeps_argmax(pool.id));
-                schedules::schedule_conv2d_forward(conv, k.context, &stages);
+                // Without its argmax, the pool may be computed a row at a time inside the
+                // kernel's output, with what follows it.
+                if (schedules::schedule_conv2d_forward(conv, k.context, &stages, !keeps_argmax(pool.id))) {
+                    row_producer = stages.output;
+                }
                 next = 2;
                 if (keeps_argmax(pool.id)) {
                     k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, halide_extents(pool.shape));

@@ -23,19 +23,32 @@ int vectors_for(int64_t channels, int width) {
     return static_cast<int>((channels + width - 1) / width);
 }
 
-// A zero-extended copy of a tensor, computed once per call; the select of the boundary stays out
-// of the consumer's inner loop.
-void copy_at_root(Func f, int vector_width, int64_t innermost_extent) {
-    f.compute_root();
+// Vectors along the channels of a copy, or along x where there is one channel (grey images).
+void vectorize_copy(Func f, int vector_width, int64_t innermost_extent) {
     const std::vector<Var> v = f.args();
     if (innermost_extent % vector_width == 0) {
         f.vectorize(v[0], vector_width);
     } else if (innermost_extent == 1 && v.size() == 4) {
-        // One channel (grey images): x is the contiguous dim.
         f.vectorize(v[1], vector_width, TailStrategy::GuardWithIf);
     }
+}
+
+// A zero-extended copy of a tensor, computed once per call; the select of the boundary stays out
+// of the consumer's inner loop.
+void copy_at_root(Func f, int vector_width, int64_t innermost_extent) {
+    f.compute_root();
+    vectorize_copy(f, vector_width, innermost_extent);
     // Copies are cheap per row: one task per sample, so that scheduling a task costs less than it does.
-    f.parallel(v.back());
+    f.parallel(f.args().back());
+}
+
+// The same copy made afresh each time `consumer` is computed (a row at a time, inside its own
+// consumer's row loop), in the outermost loop (samples) of the consumer's last stage: the rows it
+// reads are written just before, into the L1 cache, instead of a whole copy going out to memory
+// and back.
+void copy_per_consumer(Func f, Func consumer, int vector_width, int64_t innermost_extent) {
+    f.compute_at(consumer, consumer.args().back());
+    vectorize_copy(f, vector_width, innermost_extent);
 }
 
 // Pure vars of a stored feature/image tensor: vectorise the innermost, parallel over the batch.
@@ -125,32 +138,50 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
     const int channel_vectors = vectors_for(g.out_channels, vw);
-    const ScheduleParameters p = choose(context, conv_signature("conv2d_forward", g, pool != nullptr),
-                                        register_tile_defaults(context, g.out_channels, g.out_width, g.kernel),
-                                        register_tile_space(context, g.out_channels, g.out_width, pool == nullptr));
+    ScheduleParameters defaults = register_tile_defaults(context, g.out_channels, g.out_width, g.kernel);
+    ParameterSpace space = register_tile_space(context, g.out_channels, g.out_width, pool == nullptr);
+    // `input_per_row`, where the conv is computed a row at a time inside its consumer: the
+    // zero-extended input is copied for each such row too (the rows under its window), in the
+    // cache, rather than whole at root and read back from memory. A depthwise conv does so few
+    // FMAs per input read that the rows copied again under overlapping windows may cost more.
+    const bool may_be_inside = pool != nullptr || row_consumer;
+    defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
+    space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
+    const ScheduleParameters p =
+        choose(context, conv_signature("conv2d_forward", g, pool != nullptr), std::move(defaults), space);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
-    // the conv a row at a time does.
-    const bool inside_consumer = row_consumer && !p.at("blocks_outer");
+    // the conv (or its pool) a row at a time does.
+    const bool inside_consumer = row_consumer && (pool != nullptr || !p.at("blocks_outer"));
     const bool stored_whole = pool == nullptr && !inside_consumer;
 
     copy_at_root(s.weight, vw, g.out_channels);
     // Every lane the vectorised conv reads is written: output channels padded with zeros up to
     // whole vectors.
     s.weight.bound(s.weight.args()[0], 0, static_cast<int>(channel_vectors * vw));
-    copy_at_root(s.padded_input, vw, g.in_channels);
+    if (!stored_whole && p.at("input_per_row")) {
+        copy_per_consumer(s.padded_input, s.output, vw, g.in_channels);
+    } else {
+        copy_at_root(s.padded_input, vw, g.in_channels);
+    }
 
     Func out = s.output;
     const std::vector<Var> v = out.args();
     const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
     if (pool) {
-        // The pool owns the loop nest; the conv rows one pool row needs are computed inside it.
+        // The pool owns the conv's loop nest: the conv rows one pool row needs are computed inside
+        // it. A consumer that takes the pool a row at a time (its ReLU, a residual add) computes
+        // it inside its own row loop, so no pooled tensor is stored and read back.
         Func p_out = pool->output;
-        p_out.compute_root();
         const std::vector<Var> pv = p_out.args();
         p_out.vectorize(pv[0], vw, TailStrategy::RoundUp);
-        Var rows("rows");
-        p_out.fuse(pv[2], pv[3], rows).parallel(rows);
-        out.compute_at(p_out, rows);
+        if (inside_consumer) {
+            out.compute_at(p_out, pv[2]);
+        } else {
+            p_out.compute_root();
+            Var rows("rows");
+            p_out.fuse(pv[2], pv[3], rows).parallel(rows);
+            out.compute_at(p_out, rows);
+        }
     } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
