@@ -200,15 +200,17 @@ void flush_caches() {
 }
 
 // JIT-compiles a built kernel, binds the call's buffers, runs it once to warm up, then `repeats`
-// times, each from cold caches; returns the median time in ms. The outputs hold the last run's values.
-double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Target& target, int repeats) {
+// times, each from cold caches unless `warm`; returns the median time in ms. The outputs hold the
+// last run's values.
+double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Target& target, int repeats,
+                 bool warm = false) {
     buffers.bind(kernel);
     kernel.pipeline.compile_jit(target);
     Halide::Realization outputs(buffers.outputs());
     kernel.pipeline.realize(outputs, target);
     std::vector<double> times;
     for (int r = 0; r < std::max(1, repeats); r++) {
-        flush_caches();
+        if (!warm) flush_caches();
         const Clock::time_point start = Clock::now();
         kernel.pipeline.realize(outputs, target);
         times.push_back(seconds_since(start) * 1e3);
@@ -360,7 +362,7 @@ class Tuner {
             Measurement m;
             try {
                 LoweredPipeline kernel = job.program->build(job.kernel, target_);
-                const double ms = run_timed(kernel, buffers, target_, options_.repeats);
+                const double ms = run_timed(kernel, buffers, target_, options_.repeats, options_.warm_caches);
                 if (reference.empty()) {
                     reference = copies(buffers.outputs());
                 } else if (!same_outputs(reference, buffers.outputs())) {

@@ -5,7 +5,8 @@
 // through the whole kernel that holds it, as the generated library calls it: the candidate is
 // written into a working copy of the database, the kernel is built and JIT-compiled, run once to
 // warm up, then `repeats` times from cold caches (as in a network, where other layers ran in
-// between), and the median counts. The search starts from the stored or
+// between; TuneOptions::warm_caches for a network small enough to stay in them), and the median
+// counts. The search starts from the stored or
 // default parameters, then alternates random points of the stage's parameter space with
 // neighbours of the best so far (one parameter moved to the next value of its list). Every
 // candidate's outputs are compared with the starting schedule's; one that differs is rejected.
@@ -29,6 +30,9 @@ struct TuneOptions {
     int batch = 32;              // images per kernel call while timing
     int repeats = 5;             // timed runs per candidate; the median counts
     uint32_t seed = 1;
+    // Time each candidate with the caches as its previous run left them, rather than cold: for a
+    // network whose whole step stays in the caches (LeNet-5), where cold timings pick other winners.
+    bool warm_caches = false;
     bool training = true;   // tune the stages of the training step
     bool inference = true;  // ... and those only inference has (the same stage is tuned once)
     std::function<void(const std::string&)> progress;  // a line per stage tuned
