@@ -97,9 +97,8 @@ void split_over_batch(Func f, int64_t outputs) {
     stored(f);
 }
 
-
-// A conv's parameters on the GPU: `lanes` threads of a block (a warp or part of one) take as
-// many adjacent output channels; each thread accumulates a tile of tile_x x tile_y output pixels
+// A conv's parameters on the GPU: `lanes` threads of a block (a warp, or a quarter or half of
+// one) take as many adjacent output channels; each thread accumulates a tile of tile_x x tile_y output pixels
 // of its channel in registers, so every weight it loads feeds tile_x * tile_y FMAs; the
 // reduction over input channels runs in chunks of `chunk`, and with `stage_input` each chunk's
 // input window is first copied into shared memory by the block's threads (the taps of
