@@ -469,9 +469,7 @@ void emit_library(const Model& model, const EmitOptions& options) {
     }
     const std::vector<ParameterLayout> layouts = parameter_layouts(model);
 
-    LoweringOptions lowering;
-    lowering.database = options.database;
-    lowering.concat_in_place = !on_gpu;
+    const LoweringOptions lowering = LoweringOptions::for_library(options.targets.front().target, options.database);
     std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
                                             {"predict", plan_inference(model, lowering), {}}};
     const Shape& input = model.graph().node(model.input_node()).shape;

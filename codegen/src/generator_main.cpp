@@ -148,19 +148,13 @@ int choose_remote_tuning(const std::filesystem::path& dir, const std::string& pa
     if (std::filesystem::exists(path)) database = schedules::ScheduleDatabase::load(path);
     const std::vector<schedules::TunedStage> chosen = schedules::choose_remote_winners(plan, profiles, database);
     database.save(path);
-    std::cout << "| stage | calls | candidate 0 ms | best ms | speed-up | candidates timed | chosen |\n"
-                 "|---|---:|---:|---:|---:|---:|---|\n";
+    std::cout << "| stage | first call holding it | candidate 0 ms | best ms | speed-up | candidates timed | chosen |\n"
+                 "|---|---|---:|---:|---:|---:|---|\n";
     double before = 0, after = 0;
     for (const schedules::TunedStage& stage : chosen) {
-        std::string parameters;
-        for (const auto& [name, value] : stage.chosen) parameters += fmt::format("{}{}={}", parameters.empty() ? "" : " ", name, value);
-        size_t calls = 0;
-        for (const auto& s : plan.stages) {
-            if (s.stage.signature == stage.signature) calls = s.calls.size();
-        }
-        std::cout << fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {} | {} |\n", stage.signature, calls,
+        std::cout << fmt::format("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {} | {} |\n", stage.signature, stage.kernel,
                                  stage.default_ms, stage.best_ms, stage.default_ms / stage.best_ms, stage.candidates,
-                                 parameters);
+                                 schedules::parameters_text(stage.chosen));
         before += stage.default_ms;
         after += stage.best_ms;
     }

@@ -219,13 +219,6 @@ double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Ta
     return times[times.size() / 2];
 }
 
-std::string parameters_text(const ScheduleParameters& p) {
-    std::string text;
-    for (const auto& [name, value] : p) text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
-    return text;
-}
-
-// One stage to tune: where it is measured and what it may be.
 // Every parameter of `point` drawn at random from its list.
 ScheduleParameters random_point(ScheduleParameters point, const TunableStage& stage, std::mt19937& random) {
     for (const auto& [name, values] : stage.space) {
@@ -269,6 +262,7 @@ ScheduleParameters starting_point(const TunableStage& stage, const ScheduleDatab
     return stored ? cpu::override_within(stage.defaults, *stored, stage.space) : stage.defaults;
 }
 
+// One stage to tune: where it is measured and what it may be.
 struct Job {
     const Program* program = nullptr;
     int kernel = -1;
@@ -435,6 +429,12 @@ class Tuner {
 };
 
 }  // namespace
+
+std::string parameters_text(const ScheduleParameters& p) {
+    std::string text;
+    for (const auto& [name, value] : p) text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
+    return text;
+}
 
 bool runs_on_this_machine(const Halide::Target& target) {
     using F = Halide::Target::Feature;
@@ -620,11 +620,8 @@ RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& ta
                                     int candidates, bool training, uint32_t seed) {
     if (candidates < 1) throw std::invalid_argument("remote tuning needs at least one candidate");
     std::vector<TunableStage> recorded;
-    codegen::LoweringOptions lowering;
-    lowering.database = &start;
+    codegen::LoweringOptions lowering = codegen::LoweringOptions::for_library(target, &start);
     lowering.tunable_stages = &recorded;
-    // As emit_library plans a library for this target.
-    lowering.concat_in_place = !target.has_gpu_feature();
     const Program program = training ? codegen::plan_training_step(model, lowering) : codegen::plan_inference(model, lowering);
     const std::vector<std::vector<TunableStage>> stages = stages_per_kernel(program, target, recorded);
 
@@ -643,14 +640,16 @@ RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& ta
             plan.stages[at->second].call_names.push_back(call.what);
         }
     }
+    std::vector<ScheduleParameters> first;
+    for (const RemoteStage& stage : plan.stages) first.push_back(starting_point(stage.stage, start, plan.target));
     std::mt19937 random(seed);
     plan.candidates.resize(static_cast<size_t>(candidates));
     for (size_t k = 0; k < plan.candidates.size(); k++) {
-        for (const RemoteStage& stage : plan.stages) {
-            const ScheduleParameters first = starting_point(stage.stage, start, plan.target);
-            plan.candidates[k].push_back(k == 0       ? first
-                                         : k % 2 == 1 ? random_point(first, stage.stage, random)
-                                                      : neighbour_point(first, stage.stage, random));
+        for (size_t s = 0; s < plan.stages.size(); s++) {
+            const TunableStage& stage = plan.stages[s].stage;
+            plan.candidates[k].push_back(k == 0       ? first[s]
+                                         : k % 2 == 1 ? random_point(first[s], stage, random)
+                                                      : neighbour_point(first[s], stage, random));
         }
     }
     return plan;

@@ -108,6 +108,16 @@ struct LoweringOptions {
     // Concatenations assembled in place (see ProgramTensor::storage). Off for a GPU library,
     // whose tensors each have a device allocation of their own.
     bool concat_in_place = true;
+
+    // As a library generated for `target` is planned (emit_library, and the tuner planning
+    // candidates for it), so that its calls are the ones the library makes.
+    static LoweringOptions for_library(const Halide::Target& target,
+                                       const schedules::ScheduleDatabase* database) {
+        LoweringOptions options;
+        options.database = database;
+        options.concat_in_place = !target.has_gpu_feature();
+        return options;
+    }
 };
 
 // The model's graph after the rewrites codegen applies before lowering, layer names kept:

@@ -48,6 +48,9 @@ struct TunedStage {
     int rejected = 0;       // failed to compile or computed other numbers
 };
 
+// A stage's parameters as the tuner reports them: "channel_block=2 tile_x=4".
+std::string parameters_text(const ScheduleParameters& parameters);
+
 // Whether this machine runs code for `target` (its arch, OS and instruction sets).
 bool runs_on_this_machine(const Halide::Target& target);
 
