@@ -62,6 +62,7 @@ double time_candidate(const Options& options, const std::string& profile_path, s
     const int saved = dup(2);
     const int file = open(profile_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (file < 0) {
+        close(saved);
         error = "cannot write " + profile_path;
         return -1;
     }
