@@ -523,11 +523,13 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     !(trains_[static_cast<size_t>(n.id)] &&
                       adjoint_reads_input(n.attributes_as<ActivationAttributes>().function)) &&
                     ((group.nodes.size() == 1 && fusable_into(producer)) || node(group.last()).kind == LayerKind::add);
-                // (In training only where nothing flows back: the backward pass wants the pool's output.)
-                const bool activation_after_pool = !trains_[static_cast<size_t>(n.id)] &&
-                                                   n.kind == LayerKind::activation &&
-                                                   node(group.last()).kind == LayerKind::max_pool &&
-                                                   head.kind == LayerKind::conv2d;
+                // (In training only one whose adjoint reads its output: the pool's is not kept. The
+                // pool's argmax is, written beside the activation's output.)
+                const bool activation_after_pool =
+                    n.kind == LayerKind::activation && node(group.last()).kind == LayerKind::max_pool &&
+                    head.kind == LayerKind::conv2d &&
+                    !(trains_[static_cast<size_t>(n.id)] &&
+                      adjoint_reads_input(n.attributes_as<ActivationAttributes>().function));
                 if (only_consumer && (pool_after_conv || activation_after || activation_after_pool)) {
                     group.nodes.push_back(n.id);
                     group_of_[static_cast<size_t>(n.id)] = group_of_[static_cast<size_t>(producer)];
@@ -757,6 +759,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         const Slot out_slot{SlotKind::tensor, value_tensor};
         Func row_producer;  // a stage computed per row of the output
         Value value;
+        Func argmax;  // a fused max pool's, written beside the value
         size_t next = 1;  // the next fused node
         switch (head.kind) {
             case LayerKind::conv2d: {
@@ -777,17 +780,20 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const Node& pool = node(group.nodes[1]);
                 schedules::PoolForwardStages stages = max_pool_forward("pool", Value{conv.output, extents},
                                                                        pool_geometry(pool, head.shape), keeps_argmax(pool.id));
-                // Without its argmax, the pool may be computed a row at a time inside the
-                // kernel's output, with what follows it.
-                if (schedules::schedule_conv2d_forward(conv, k.context, &stages, !keeps_argmax(pool.id))) {
-                    row_producer = stages.output;
-                }
+                // The pool may be computed a row at a time inside the kernel's output, with what
+                // follows it.
+                if (schedules::schedule_conv2d_forward(conv, k.context, &stages, true)) row_producer = stages.output;
                 next = 2;
                 if (keeps_argmax(pool.id)) {
-                    k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, stages.output, halide_extents(pool.shape));
-                    return;
+                    // What follows applies to the maximum; the argmax goes out as the pool found it.
+                    Func maximum("pool_max");
+                    maximum(Dims::c, Dims::x, Dims::y, Dims::n) = stages.output(Dims::c, Dims::x, Dims::y, Dims::n)[0];
+                    argmax = Func("pool_argmax");
+                    argmax(Dims::c, Dims::x, Dims::y, Dims::n) = stages.output(Dims::c, Dims::x, Dims::y, Dims::n)[1];
+                    value = Value{maximum, halide_extents(pool.shape)};
+                } else {
+                    value = Value{stages.output, halide_extents(pool.shape)};
                 }
-                value = Value{stages.output, halide_extents(pool.shape)};
                 break;
             }
             case LayerKind::batch_norm: {
@@ -879,7 +885,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
                               value.extents};
             }
         }
-        Func written = k.output(out_slot, value.func, value.extents);
+        Func written;
+        if (argmax.defined()) {
+            Func pair("pooled");
+            pair(Dims::c, Dims::x, Dims::y, Dims::n) = Halide::Tuple(value.func(Dims::c, Dims::x, Dims::y, Dims::n),
+                                                                     argmax(Dims::c, Dims::x, Dims::y, Dims::n));
+            written = k.output({out_slot, {SlotKind::tensor, argmax_tensor}}, pair, value.extents);
+        } else {
+            written = k.output(out_slot, value.func, value.extents);
+        }
         if (row_producer.defined()) schedules::compute_per_output_row(row_producer, written, k.context);
     }
 
@@ -1114,10 +1128,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
                          output.extents};
         }
         if (addend_grad >= 0) k.output({SlotKind::tensor, addend_grad}, grad.func, grad.extents);
+        // The kernel output written, or undefined where no gradient flows to input j.
         auto output_input_grad = [&](size_t j, const Func& func) {
-            if (input_grads[j] < 0) return;
+            if (input_grads[j] < 0) return Func();
             const std::vector<int64_t> extents = extents_of(head.inputs[j]);
-            k.output({SlotKind::tensor, input_grads[j]}, func, extents);
+            return k.output({SlotKind::tensor, input_grads[j]}, func, extents);
         };
         auto stored = [&](const Value& value) {
             if (expression) {
@@ -1142,8 +1157,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
                 schedules::Conv2dBackwardStages stages = conv2d_backward("conv", forward, grad, !frozen(head.id),
                                                                          has_bias, input_grads[0] >= 0, k.batch);
-                schedules::schedule_conv2d_backward(stages, k.context);
-                if (stages.input_grad.defined()) output_input_grad(0, stages.input_grad);
+                if (schedules::schedule_conv2d_backward(stages, k.context, true)) {
+                    schedules::compute_per_output_row(stages.input_grad, output_input_grad(0, stages.input_grad),
+                                                      k.context);
+                } else if (stages.input_grad.defined()) {
+                    output_input_grad(0, stages.input_grad);
+                }
                 update_weight_and_bias(k, head, stages.weight_grad, stages.bias_grad);
                 break;
             }

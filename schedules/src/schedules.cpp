@@ -18,9 +18,9 @@ bool schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context,
                            : cpu::schedule_conv2d_forward(stages, context, fused_pool, row_consumer);
 }
 
-void schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context) {
-    return on_gpu(context) ? gpu::schedule_conv2d_backward(stages, context)
-                           : cpu::schedule_conv2d_backward(stages, context);
+bool schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context, bool row_consumer) {
+    return on_gpu(context) ? gpu::schedule_conv2d_backward(stages, context, row_consumer)
+                           : cpu::schedule_conv2d_backward(stages, context, row_consumer);
 }
 
 void schedule_pool_forward(PoolForwardStages stages, const Context& context) {

@@ -200,8 +200,8 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     return inside_consumer;
 }
 
-void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
-    if (context.unscheduled) return;
+bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bool row_consumer) {
+    if (context.unscheduled) return false;
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
 
@@ -263,17 +263,25 @@ void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
         const ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
                                             register_tile_defaults(context, g.in_channels, g.in_width, g.kernel),
                                             register_tile_space(context, g.in_channels, g.in_width, true));
-        din.compute_root();
+        // A row at a time inside the kernel's output where the caller allows it, as a forward conv
+        // inside its epilogue: the rows go from the cache to the output instead of a whole
+        // rounded-up copy to memory and back. Channel blocks outermost need it stored whole.
+        const bool inside_consumer = row_consumer && !p.at("blocks_outer");
+        din.vectorize(c, vw, TailStrategy::RoundUp);
         Var rows("rows");
-        din.vectorize(c, vw, TailStrategy::RoundUp).fuse(y, n, rows).parallel(rows);
+        if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
         Halide::Stage update = din.update();
-        register_tiled(update, c, x, r, {y, n}, channel_vectors, g.dilation == 1, p, vw);
-        if (!p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
+        register_tiled(update, c, x, r,
+                       inside_consumer ? std::vector<Halide::VarOrRVar>{} : std::vector<Halide::VarOrRVar>{y, n},
+                       channel_vectors, g.dilation == 1, p, vw);
+        if (!inside_consumer && !p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load. (A depthwise conv's weights are read along
         // their output channels, already innermost.)
         if (g.groups == 1) transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
+        return inside_consumer;
     }
+    return false;
 }
 
 void schedule_pool_forward(PoolForwardStages s, const Context& context) {

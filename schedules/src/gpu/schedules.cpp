@@ -219,14 +219,16 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     return false;
 }
 
-void schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context) {
+bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bool row_consumer) {
     (void)context;
+    (void)row_consumer;
     const ConvGeometry& g = s.geometry;
     if (s.weight_grad.defined()) {
         split_over_batch(s.weight_grad, g.out_channels * (g.in_channels / g.groups) * g.kernel * g.kernel);
     }
     if (s.bias_grad.defined()) split_over_batch(s.bias_grad, g.out_channels);
     if (s.input_grad.defined()) stored(s.input_grad);
+    return false;
 }
 
 void schedule_pool_forward(PoolForwardStages s, const Context& context) {
