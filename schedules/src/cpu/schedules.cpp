@@ -521,7 +521,8 @@ void schedule_augmentation(AugmentationStages stages, const Context& context) {
     // Whole images, since a rotation reads anywhere in its source and a contrast change reduces it.
     for (Func& f : stages.resampled) {
         const std::vector<Var> v = f.args();
-        f.compute_root().parallel(v[3]).vectorize(v[1], context.vector_width());
+        // Guarded, not shifted inwards: an image narrower than a vector must not be read before x = 0.
+        f.compute_root().parallel(v[3]).vectorize(v[1], context.vector_width(), TailStrategy::GuardWithIf);
     }
 }
 
