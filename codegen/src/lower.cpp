@@ -765,7 +765,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
             case LayerKind::conv2d: {
                 const auto [weight, bias] = conv_parameters(k, head);
                 schedules::Conv2dForwardStages conv =
-                    conv2d_forward("conv", inputs[0], conv_geometry(head, node(head.inputs[0]).shape), weight, bias);
+                    conv2d_forward("conv", inputs[0], conv_geometry(head, node(head.inputs[0]).shape), weight, bias,
+                                   schedules::conv2d_weight_block(k.context));
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
                 if (!with_pool) {
                     // Computed a row at a time inside the output's loop, with what follows it
@@ -1146,7 +1147,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
                 Func weight = read_parameter(k, head.name + ".weight");
                 const schedules::Conv2dForwardStages forward =
-                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func());
+                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(),
+                                   schedules::conv2d_weight_block(k.context));
                 if (with_pool) {
                     // The pool's adjoint is stored by its own schedule.
                     const Node& pool = node(group.nodes[1]);

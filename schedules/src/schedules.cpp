@@ -18,6 +18,10 @@ bool schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context,
                            : cpu::schedule_conv2d_forward(stages, context, fused_pool, row_consumer);
 }
 
+int conv2d_weight_block(const Context& context) {
+    return on_gpu(context) ? gpu::conv2d_weight_block(context) : cpu::conv2d_weight_block(context);
+}
+
 bool schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context, bool row_consumer) {
     return on_gpu(context) ? gpu::schedule_conv2d_backward(stages, context, row_consumer)
                            : cpu::schedule_conv2d_backward(stages, context, row_consumer);

@@ -30,7 +30,7 @@ Expr input_channel(const ConvGeometry& g, const Expr& o, const Expr& i) {
 }  // namespace
 
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& g,
-                                              const Func& weight, const Func& bias) {
+                                              const Func& weight, const Func& bias, int weight_block) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding),
               dilation = static_cast<int>(g.dilation);
@@ -41,13 +41,22 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
     stages.reduction =
         RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
     const auto& r = stages.reduction;
+    Expr tap = stages.weight(c, r.x, r.y, r.z);
+    if (weight_block > 0) {
+        // Block b holds output channels [b * B, (b + 1) * B) for every (i, kx, ky): a run of B
+        // output channels reads one contiguous stretch of weights through the whole reduction.
+        const auto& [i, kx, ky] = std::tie(Dims::i, Dims::kx, Dims::ky);
+        Halide::Var lane("lane"), block("block");
+        stages.weight_blocks = Func(name + "_weight_blocks");
+        stages.weight_blocks(lane, i, kx, ky, block) = stages.weight(block * weight_block + lane, i, kx, ky);
+        tap = stages.weight_blocks(c % weight_block, r.x, r.y, r.z, c / weight_block);
+    }
 
     Func out(name);
     // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
     out(c, x, y, n) = bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
-    out(c, x, y, n) += stages.weight(c, r.x, r.y, r.z) * stages.padded_input(input_channel(g, c, r.x),
-                                                                             x * stride + r.y * dilation - padding,
-                                                                             y * stride + r.z * dilation - padding, n);
+    out(c, x, y, n) += tap * stages.padded_input(input_channel(g, c, r.x), x * stride + r.y * dilation - padding,
+                                                 y * stride + r.z * dilation - padding, n);
     stages.output = out;
     return stages;
 }

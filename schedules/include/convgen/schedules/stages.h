@@ -43,7 +43,10 @@ struct Conv2dForwardStages {
     ConvGeometry geometry;
     Halide::Func padded_input;  // zero-extended input, (c, x, y, n)
     Halide::Func weight;        // zero-extended weights, (co, ci, kx, ky)
-    Halide::Func output;        // bias, then the reduction over (ci, kx, ky)
+    // Undefined, or the weights as the reduction reads them, in blocks of B output channels:
+    // (lane, ci, kx, ky, block) holds output channel block * B + lane (conv2d_weight_block).
+    Halide::Func weight_blocks;
+    Halide::Func output;  // bias, then the reduction over (ci, kx, ky)
     Halide::RDom reduction;
 };
 
