@@ -1146,9 +1146,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const Value in = read_value(k, head.inputs[0]);
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
                 Func weight = read_parameter(k, head.name + ".weight");
+                // Only the forward's inputs are read here (its weights as they are): no weight blocks.
                 const schedules::Conv2dForwardStages forward =
-                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(),
-                                   schedules::conv2d_weight_block(k.context));
+                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(), 0);
                 if (with_pool) {
                     // The pool's adjoint is stored by its own schedule.
                     const Node& pool = node(group.nodes[1]);

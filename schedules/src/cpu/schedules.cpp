@@ -146,14 +146,14 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const int channel_vectors = vectors_for(g.out_channels, vw);
     ScheduleParameters defaults = register_tile_defaults(context, g.out_channels, g.out_width, g.kernel);
     ParameterSpace space = register_tile_space(context, g.out_channels, g.out_width, pool == nullptr);
-    // `input_per_row`, where the conv is computed a row at a time inside its consumer: the
-    // zero-extended input is copied for each such row too (the rows under its window), in the
-    // cache, rather than whole at root and read back from memory. A depthwise conv does so few
-    // FMAs per input read that the rows copied again under overlapping windows may cost more.
     // Weights larger than a core's L2 cache are read once per channel block, with every row
     // inside it, instead of once per row (ResNet-18's 512-channel convs on 7x7 maps: 9.4 MB).
     const int64_t weight_bytes = g.out_channels * (g.in_channels / g.groups) * g.kernel * g.kernel * 4;
     if (space["blocks_outer"].size() > 1 && weight_bytes >= (int64_t(4) << 20)) defaults["blocks_outer"] = 1;
+    // `input_per_row`, where the conv is computed a row at a time inside its consumer: the
+    // zero-extended input is copied for each such row too (the rows under its window), in the
+    // cache, rather than whole at root and read back from memory. A depthwise conv does so few
+    // FMAs per input read that the rows copied again under overlapping windows may cost more.
     const bool may_be_inside = pool != nullptr || row_consumer;
     defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
