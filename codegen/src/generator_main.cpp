@@ -4,7 +4,7 @@
 //       ("x86-64-linux-cuda-cuda_capability_80:cuda") must be the only one.
 //   <generator> --parameters [--model NAME]     prints "name [shape] trainable|state" per parameter
 //   <generator> --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]
-//               [--warm-caches] [--targets TARGET:SUFFIX,...]
+//               [--warm-caches | --cold-caches] [--targets TARGET:SUFFIX,...]
 //       measures schedule candidates on this machine for the first of the targets it runs, and
 //       writes the winners into the schedule database FILE (created, or updated in place).
 //   <generator> --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]
@@ -47,7 +47,7 @@ int usage(const char* program) {
         "usage: {0} --output DIR [--model NAME] [--name LIBRARY] [--targets TARGET:SUFFIX,...] [--schedules FILE]\n"
         "       {0} --parameters [--model NAME]\n"
         "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
-        "              [--warm-caches] [--targets TARGET:SUFFIX,...]\n"
+        "              [--warm-caches | --cold-caches] [--targets TARGET:SUFFIX,...]\n"
         "       {0} --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]\n"
         "              [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]\n"
         "       {0} --plan-remote-tuning DIR --targets TARGET:SUFFIX [--model NAME] [--schedules FILE]\n"
@@ -233,7 +233,9 @@ int main(int argc, char** argv) {
             else if (arg == "--autoschedulers")
                 compare_options.autoschedulers = split(value(), ',');
             else if (arg == "--warm-caches")
-                tune_options.warm_caches = true;
+                tune_options.caches = schedules::TuneOptions::Caches::warm;
+            else if (arg == "--cold-caches")
+                tune_options.caches = schedules::TuneOptions::Caches::cold;
             else if (arg == "--budget")
                 tune_options.budget_seconds = std::stod(value());
             else if (arg == "--batch")

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
@@ -209,11 +210,48 @@ std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffer
     return result;
 }
 
-// Evicts the caches: in a network, a kernel's weights and inputs were last touched a whole
-// network ago, so a kernel timed again and again with warm caches looks faster than it runs
-// (ResNet-18's deep convs read megabytes of weights each). Writes more than any last-level cache.
+// The size of this machine's largest cache (Linux's sysfs), or 32 MB where it cannot be read.
+int64_t last_level_cache_bytes() {
+    int64_t largest = 0;
+    for (int index = 0; index < 8; index++) {
+        std::ifstream file(fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}/size", index));
+        std::string text;
+        if (!(file >> text) || text.empty()) continue;
+        int64_t scale = 1;
+        if (text.back() == 'K') scale = int64_t(1) << 10;
+        if (text.back() == 'M') scale = int64_t(1) << 20;
+        try {
+            largest = std::max<int64_t>(largest, std::stoll(text) * scale);
+        } catch (const std::exception&) {
+        }
+    }
+    return largest > 0 ? largest : int64_t(32) << 20;
+}
+
+// Bytes a pass of `program` touches at `batch`, over-counted (tensors that share memory by
+// lifetime are counted apart): its tensors, and the parameters with their velocities.
+int64_t working_set_bytes(const Model& model, const Program& program, int batch, bool training) {
+    int64_t bytes = 0;
+    for (const codegen::ProgramTensor& t : program.tensors) {
+        if (t.storage >= 0) continue;  // a view into another tensor
+        int64_t elements = t.batched ? batch : 1;
+        for (int64_t e : t.extents) elements *= e;
+        bytes += elements * (t.is_uint8 ? 1 : 4);
+    }
+    for (const codegen::ParameterLayout& layout : codegen::parameter_layouts(model)) {
+        int64_t elements = 1;
+        for (int64_t e : layout.internal_extents) elements *= e;
+        bytes += elements * 4 * (training ? 2 : 1);
+    }
+    return bytes;
+}
+
+// Evicts the caches: in a network that outgrows them, a kernel's weights and inputs were last
+// touched a whole network ago, so a kernel timed again and again with warm caches looks faster
+// than it runs (ResNet-18's deep convs read megabytes of weights each). Writes twice the
+// last-level cache.
 void flush_caches() {
-    static std::vector<char> junk(64 << 20);
+    static std::vector<char> junk(static_cast<size_t>(std::max<int64_t>(64 << 20, 2 * last_level_cache_bytes())));
     static char round = 0;
     round++;
     for (size_t i = 0; i < junk.size(); i += 64) junk[i] = round;
@@ -337,8 +375,18 @@ class Tuner {
         }
         recorded_.clear();
         lowering_.tunable_stages = nullptr;
-        report(fmt::format("{}: {} parameterised stages to tune for {} in {:.0f} s, batch {}", model_.name(),
-                           jobs.size(), key_, options_.budget_seconds, options_.batch));
+        int64_t working_set = 0;
+        for (size_t p = 0; p < programs.size(); p++) {
+            working_set = std::max(working_set,
+                                   working_set_bytes(model_, programs[p], options_.batch, names[p] == "training"));
+        }
+        const int64_t cache = last_level_cache_bytes();
+        warm_ = options_.caches == TuneOptions::Caches::warm ||
+                (options_.caches == TuneOptions::Caches::automatic && 2 * working_set <= cache);
+        report(fmt::format("{}: {} parameterised stages to tune for {} in {:.0f} s, batch {}, caches {} ({} MB "
+                           "of tensors and parameters, {} MB of last-level cache)",
+                           model_.name(), jobs.size(), key_, options_.budget_seconds, options_.batch,
+                           warm_ ? "warm" : "cold", working_set >> 20, cache >> 20));
 
         std::vector<TunedStage> results;
         for (size_t j = 0; j < jobs.size(); j++) {
@@ -376,7 +424,7 @@ class Tuner {
             Measurement m;
             try {
                 LoweredPipeline kernel = job.program->build(job.kernel, target_);
-                const double ms = run_timed(kernel, buffers, target_, options_.repeats, options_.warm_caches);
+                const double ms = run_timed(kernel, buffers, target_, options_.repeats, warm_);
                 if (reference.empty()) {
                     reference = copies(buffers.outputs());
                 } else if (!same_outputs(reference, buffers.outputs())) {
@@ -444,6 +492,7 @@ class Tuner {
     ScheduleDatabase working_;  // the database with the candidate being measured
     TuneOptions options_;
     std::mt19937 random_;
+    bool warm_ = false;  // time candidates from the caches the previous run left
     std::vector<TunableStage> recorded_;
     codegen::LoweringOptions lowering_;
 };

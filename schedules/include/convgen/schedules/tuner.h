@@ -4,9 +4,10 @@
 // Each stage (a conv's forward, weight gradient or input gradient at one geometry) is timed
 // through the whole kernel that holds it, as the generated library calls it: the candidate is
 // written into a working copy of the database, the kernel is built and JIT-compiled, run once to
-// warm up, then `repeats` times from cold caches (as in a network, where other layers ran in
-// between; TuneOptions::warm_caches for a network small enough to stay in them), and the median
-// counts. The search starts from the stored or
+// warm up, then `repeats` times, and the median counts. Each timed run starts from cold caches
+// (as in a network whose weights and activations outgrow the last-level cache, so that a layer's
+// data was evicted by the layers between), or from the caches as the previous run left them where
+// the network fits in half of that cache (TuneOptions::caches). The search starts from the stored or
 // default parameters, then alternates random points of the stage's parameter space with
 // neighbours of the best so far (one parameter moved to the next value of its list). Every
 // candidate's outputs are compared with the starting schedule's; one that differs is rejected.
@@ -30,9 +31,13 @@ struct TuneOptions {
     int batch = 32;              // images per kernel call while timing
     int repeats = 5;             // timed runs per candidate; the median counts
     uint32_t seed = 1;
-    // Time each candidate with the caches as its previous run left them, rather than cold: for a
-    // network whose whole step stays in the caches (LeNet-5), where cold timings pick other winners.
-    bool warm_caches = false;
+    // How the caches stand when a candidate's timed run starts. `automatic`: warm where the model's
+    // tensors and parameters at this batch fit in half of this machine's last-level cache (so in a
+    // loop of steps they stay there), cold otherwise. Tuned cold, a model that stays in the cache
+    // gets other winners, slower in its real loop: ResNet-18 at batch 1 (47 MB of weights) on a
+    // machine with 260 MB of L3.
+    enum class Caches { automatic, cold, warm };
+    Caches caches = Caches::automatic;
     bool training = true;   // tune the stages of the training step
     bool inference = true;  // ... and those only inference has (the same stage is tuned once)
     std::function<void(const std::string&)> progress;  // a line per stage tuned
