@@ -6,7 +6,7 @@ weight decay, and learning-rate schedule (linear warm-up, then a cosine to 0, pe
 Run with /usr/bin/python3 (Debian's torch and torchvision).
 
     /usr/bin/python3 bench/pytorch_reference.py fashion --data data/fashion-mnist [--epochs 15]
-    /usr/bin/python3 bench/pytorch_reference.py cifar10 --data data/cifar10-jpg [--epochs 30]
+    /usr/bin/python3 bench/pytorch_reference.py cifar10 --data data/cifar10-jpg [--epochs 60]
         [--checkpoint runs/torch-cifar10.pt]   (saved after every epoch; a run resumes from it)
         [--device cuda]   (the same recipe on a GPU; a checkpoint moves between devices)
 """

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
         }
         examples::CommandLine defaults;
         defaults.data = std::getenv("CONVGEN_CIFAR10_DIR") ? std::getenv("CONVGEN_CIFAR10_DIR") : "data/cifar10-jpg";
-        defaults.options.epochs = 30;
+        defaults.options.epochs = 60;  // the length that reached 88% (bench/RESULTS.md)
         defaults.options.batch = 128;
         defaults.options.learning_rate = 0.1f;
         defaults.options.weight_decay = 5e-4f;
