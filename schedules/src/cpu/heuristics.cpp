@@ -15,8 +15,10 @@ std::string conv_signature(const char* stage, const ConvGeometry& g, bool fused_
     return signature;
 }
 
-std::string dense_signature(const char* stage, int64_t in_features, int64_t out_features) {
-    return fmt::format("{}:in{}:out{}", stage, in_features, out_features);
+std::string conv_forward_signature(const Context& context, const ConvGeometry& g, bool fused_pool) {
+    std::string signature = conv_signature("conv2d_forward", g, fused_pool);
+    if (context.training) signature += ":training";
+    return signature;
 }
 
 std::string target_key(const Halide::Target& target) {

@@ -10,7 +10,10 @@ namespace convgen::schedules::cpu {
 
 // The key a stage's tuned parameters are stored under in the database.
 std::string conv_signature(const char* stage, const ConvGeometry& g, bool fused_pool);
-std::string dense_signature(const char* stage, int64_t in_features, int64_t out_features);
+// A conv's forward stage in a training step shares its kernel with what the backward pass keeps
+// and runs at the training batch; the same conv in inference is keyed apart, as its best schedule
+// differs (the conv3x3 layer's training winner ran at 0.91x of the heuristics in inference).
+std::string conv_forward_signature(const Context& context, const ConvGeometry& g, bool fused_pool);
 
 // The database's name for a target: its arch, OS and instruction-set features.
 std::string target_key(const Halide::Target& target);

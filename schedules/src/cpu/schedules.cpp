@@ -158,7 +158,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
     const ScheduleParameters p =
-        choose(context, conv_signature("conv2d_forward", g, pool != nullptr), std::move(defaults), space);
+        choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
     // the conv (or its pool) a row at a time does.
     const bool inside_consumer = row_consumer && (pool != nullptr || !p.at("blocks_outer"));

@@ -219,7 +219,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         return false;
     }
     // The tile is stored whole; its epilogue reads it in the next kernel.
-    register_tiled_conv(s, cpu::choose(context, cpu::conv_signature("conv2d_forward", g, false),
+    register_tiled_conv(s, cpu::choose(context, cpu::conv_forward_signature(context, g, false),
                                        register_tile_defaults(g, space), space));
     return false;
 }

@@ -39,7 +39,7 @@ struct TuneOptions {
     enum class Caches { automatic, cold, warm };
     Caches caches = Caches::automatic;
     bool training = true;   // tune the stages of the training step
-    bool inference = true;  // ... and those only inference has (the same stage is tuned once)
+    bool inference = true;  // ... and those of inference (a forward stage is keyed per program)
     std::function<void(const std::string&)> progress;  // a line per stage tuned
 };
 
