@@ -210,8 +210,8 @@ std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffer
     return result;
 }
 
-// The size of this machine's largest cache (Linux's sysfs), or 32 MB where it cannot be read.
-int64_t last_level_cache_bytes() {
+// The size of this machine's largest cache (Linux's sysfs, read once), or 32 MB where it cannot be read.
+int64_t read_last_level_cache_bytes() {
     int64_t largest = 0;
     for (int index = 0; index < 8; index++) {
         std::ifstream file(fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}/size", index));
@@ -228,20 +228,27 @@ int64_t last_level_cache_bytes() {
     return largest > 0 ? largest : int64_t(32) << 20;
 }
 
+int64_t last_level_cache_bytes() {
+    static const int64_t bytes = read_last_level_cache_bytes();
+    return bytes;
+}
+
+int64_t element_count(const std::vector<int64_t>& extents) {
+    int64_t elements = 1;
+    for (int64_t e : extents) elements *= e;
+    return elements;
+}
+
 // Bytes a pass of `program` touches at `batch`, over-counted (tensors that share memory by
 // lifetime are counted apart): its tensors, and the parameters with their velocities.
 int64_t working_set_bytes(const Model& model, const Program& program, int batch, bool training) {
     int64_t bytes = 0;
     for (const codegen::ProgramTensor& t : program.tensors) {
         if (t.storage >= 0) continue;  // a view into another tensor
-        int64_t elements = t.batched ? batch : 1;
-        for (int64_t e : t.extents) elements *= e;
-        bytes += elements * (t.is_uint8 ? 1 : 4);
+        bytes += (t.batched ? batch : 1) * element_count(t.extents) * (t.is_uint8 ? 1 : 4);
     }
     for (const codegen::ParameterLayout& layout : codegen::parameter_layouts(model)) {
-        int64_t elements = 1;
-        for (int64_t e : layout.internal_extents) elements *= e;
-        bytes += elements * 4 * (training ? 2 : 1);
+        bytes += element_count(layout.internal_extents) * 4 * (training ? 2 : 1);
     }
     return bytes;
 }
