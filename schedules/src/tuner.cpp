@@ -210,7 +210,7 @@ std::vector<Halide::Buffer<>> copies(const std::vector<Halide::Buffer<>>& buffer
     return result;
 }
 
-// The size of this machine's largest cache (Linux's sysfs, read once), or 32 MB where it cannot be read.
+// The size of this machine's largest cache (Linux's sysfs), or 32 MB where it cannot be read.
 int64_t read_last_level_cache_bytes() {
     int64_t largest = 0;
     for (int index = 0; index < 8; index++) {
@@ -228,6 +228,7 @@ int64_t read_last_level_cache_bytes() {
     return largest > 0 ? largest : int64_t(32) << 20;
 }
 
+// The same, read once per process (the tuner asks before every stage and for its flush buffer).
 int64_t last_level_cache_bytes() {
     static const int64_t bytes = read_last_level_cache_bytes();
     return bytes;
