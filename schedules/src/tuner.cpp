@@ -228,7 +228,7 @@ int64_t read_last_level_cache_bytes() {
     return largest > 0 ? largest : int64_t(32) << 20;
 }
 
-// The same, read once per process (the tuner asks before every stage and for its flush buffer).
+// The same, read once per process (the tuner asks for each model it tunes and for its flush buffer).
 int64_t last_level_cache_bytes() {
     static const int64_t bytes = read_last_level_cache_bytes();
     return bytes;
