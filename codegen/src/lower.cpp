@@ -625,7 +625,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
     Func read_parameter(Kernel& k, const std::string& name, SlotKind kind = SlotKind::value) const {
         const int p = parameter_index(name);
         if (p < 0) return Func();
-        return k.parameter({kind, p}, layouts_[static_cast<size_t>(p)].internal_extents);
+        return k.parameter({kind, p}, parameter_extents(name));
+    }
+
+    const std::vector<int64_t>& parameter_extents(const std::string& name) const {
+        return layouts_.at(static_cast<size_t>(parameter_index(name))).internal_extents;
     }
 
     BatchNormParameters read_batch_norm(Kernel& k, const std::string& layer) const {
@@ -856,9 +860,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             }
             case LayerKind::dense: {
-                schedules::DenseForwardStages stages =
-                    dense_forward("dense", inputs[0], head.attributes_as<DenseAttributes>().out_features,
-                                  read_parameter(k, head.name + ".weight"), read_parameter(k, head.name + ".bias"));
+                Func weight = read_parameter(k, head.name + ".weight"), bias = read_parameter(k, head.name + ".bias");
+                if (k.context.unscheduled) {
+                    // The layer reads its parameters in place, as a convgen schedule never rounds its
+                    // sum up past the last output; an autoscheduler may, so it reads them through zeros.
+                    weight = zero_extended(weight, parameter_extents(head.name + ".weight"), 0, "dense_weight");
+                    if (bias.defined()) bias = zero_extended(bias, parameter_extents(head.name + ".bias"), 0, "dense_bias");
+                }
+                schedules::DenseForwardStages stages = dense_forward(
+                    "dense", inputs[0], head.attributes_as<DenseAttributes>().out_features, weight, bias);
                 schedules::schedule_dense_forward(stages, k.context);
                 value = Value{stages.output, extents};
                 break;

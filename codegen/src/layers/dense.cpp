@@ -37,13 +37,14 @@ schedules::DenseForwardStages dense_forward(const std::string& name, const Value
     stages.out_features = out_features;
     stages.reduction = over_extents(input.extents, name + "_r");
     const std::vector<Expr> r = rdom_args(stages.reduction);
-    stages.output = Func(name);
-    // Weights and bias zero-extended, as conv2d's: a schedule may round the output loop up.
-    std::vector<int64_t> weight_extents = {out_features};
-    weight_extents.insert(weight_extents.end(), input.extents.begin(), input.extents.end());
-    stages.weight = zero_extended(weight, weight_extents, 0, name + "_weight");
-    stages.output(f, n) = bias.defined() ? zero_extended(bias, {out_features}, 0, name + "_bias")(f) : Expr(0.0f);
-    stages.output(f, n) += stages.weight(prepend(f, r)) * input.func(with_batch(r, n));
+    // The weights and bias are read where they lie (the output features innermost, so a vector of
+    // outputs is one load), not through a boundary: the sum is defined for the outputs that exist.
+    // The layer's output reads it through a zero boundary, as every tensor is read, so a consumer
+    // that rounds its loop up to whole vectors sees zeros past the last output.
+    stages.sum = Func(name + "_sum");
+    stages.sum(f, n) = bias.defined() ? bias(f) : Expr(0.0f);
+    stages.sum(f, n) += weight(prepend(f, r)) * input.func(with_batch(r, n));
+    stages.output = zero_extended(stages.sum, {out_features}, 1, name);
     return stages;
 }
 

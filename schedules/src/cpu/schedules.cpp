@@ -15,8 +15,10 @@ using Halide::Var;
 
 namespace {
 
+// AVX-512's 32 vector registers, whichever of its feature sets the target names (a library's
+// AVX-512 variant names avx512_skylake, not avx512): a 16-float vector means AVX-512.
 int registers(const Context& context) {
-    return context.target.has_feature(Halide::Target::AVX512) ? 32 : 16;
+    return context.vector_width() >= 16 ? 32 : 16;
 }
 
 int vectors_for(int64_t channels, int width) {
@@ -359,29 +361,38 @@ std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
 // Dense layers are matrix products; each loaded weight vector feeds `dense_block` FMAs, one per
 // sample of a block of the batch (or per input feature for the weight gradient). Tails of the
 // runtime batch are guarded, never rounded up: rounding would read images past the batch.
+//
+// The forward reads the weights in place (a copy padded to whole vectors, made per call, cost
+// more than the product itself at batch 1). Its register tile is up to 4 vectors of outputs by as
+// many samples as the registers leave room for, each weight vector loaded once for all of them;
+// the tiles are computed in a stored copy of the sum whose last tile is shifted inwards over the
+// one before, so no loop reaches past the last output. The zero-extended output is stored too,
+// rounded up to whole vectors, so that its consumers read a plain buffer.
 void schedule_dense_forward(DenseForwardStages s, const Context& context) {
     if (context.unscheduled) return;
-    const int vw = context.vector_width();
-    // The weights copied once per call, output features padded with zeros to whole vectors, so
-    // that the output loop is rounded up instead of guarded (a scalar tail per reduction step).
-    Func weight = s.weight;
-    const int out_vectors = vectors_for(s.out_features, vw);
-    weight.compute_root().bound(weight.args()[0], 0, out_vectors * vw).vectorize(weight.args()[0], vw);
-    Func out = s.output;
-    const std::vector<Var> v = out.args();  // (f, n)
-    const TailStrategy tail = TailStrategy::RoundUp;
-    out.compute_root().vectorize(v[0], vw, tail).parallel(v[1]);
+    int width = context.vector_width();
+    while (width > s.out_features) width /= 2;  // fewer outputs than a vector: a narrower one
+    const int vectors = static_cast<int>(std::clamp<int64_t>(s.out_features / width, 1, 4));
+    const int samples = std::clamp((registers(context) - vectors - 1) / vectors, 1, 6);
+    Func tiles = s.sum.in();
+    const std::vector<Var> v = tiles.args();  // (f, n)
     Var fo("fo"), fi("fi"), no("no"), ni("ni");
-    std::vector<Halide::VarOrRVar> order = {fi, ni};
-    for (const auto& r : reduction_vars(s.reduction)) order.push_back(r);
-    order.insert(order.end(), {fo, no});
-    out.update()
-        .split(v[0], fo, fi, vw, tail)
-        .split(v[1], no, ni, dense_block, TailStrategy::GuardWithIf)
-        .reorder(order)
-        .vectorize(fi)
-        .unroll(ni)
+    tiles.compute_root()
+        .split(v[0], fo, fi, width * vectors, TailStrategy::ShiftInwards)
+        .split(v[1], no, ni, samples, TailStrategy::GuardWithIf)
+        .reorder(fi, ni, fo, no)
+        .vectorize(fi, width)
         .parallel(no);
+    const std::vector<Var> sv = s.sum.args();
+    Var vo("vo"), vi("vi");
+    std::vector<Halide::VarOrRVar> order = {vi, vo, sv[1]};
+    for (const auto& r : reduction_vars(s.reduction)) order.push_back(r);
+    // On the stack: a tile's extent over the samples is min(samples, those left), which would
+    // otherwise put it on the heap, and LLVM keeps only a stack tile's accumulators in registers.
+    s.sum.compute_at(tiles, fo).store_in(Halide::MemoryType::Stack).vectorize(sv[0], width).unroll(sv[1]);
+    s.sum.update().split(sv[0], vo, vi, width).reorder(order).vectorize(vi).unroll(vo).unroll(sv[1]);
+    Func out = s.output;
+    out.compute_root().vectorize(out.args()[0], context.vector_width(), TailStrategy::RoundUp).parallel(out.args()[1]);
 }
 
 void schedule_dense_backward(DenseBackwardStages s, const Context& context) {

@@ -248,7 +248,7 @@ void schedule_pool_backward(PoolBackwardStages s, const Context& context) {
 
 void schedule_dense_forward(DenseForwardStages s, const Context& context) {
     (void)context;
-    stored(s.output);
+    stored(s.sum);  // guarded, never past the last output; the zero-extended output inlined
 }
 
 void schedule_dense_backward(DenseBackwardStages s, const Context& context) {

@@ -76,8 +76,10 @@ struct PoolBackwardStages {
 
 struct DenseForwardStages {
     int64_t in_features = 0, out_features = 0;
-    Halide::Func weight;  // zero-extended weights, (o, input dims...)
-    Halide::Func output;  // (f, n)
+    // bias(f) + sum of weight(f, i...) * input(i..., n), (f, n): it reads the weights in place, so
+    // a schedule must compute it for f in [0, out_features) only, never rounded up past them.
+    Halide::Func sum;
+    Halide::Func output;  // the sum, zero past the last output feature
     Halide::RDom reduction;
 };
 
