@@ -628,6 +628,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return k.parameter({kind, p}, parameter_extents(name));
     }
 
+    // For a layer whose loops read a parameter directly, without a bounded copy. A convgen schedule
+    // never runs such a loop past the parameter's last element; an autoscheduler may round it up,
+    // so an unscheduled program reads the parameter through zeros.
+    Func read_parameter_in_place(Kernel& k, const std::string& name) const {
+        Func parameter = read_parameter(k, name);
+        if (!parameter.defined() || !k.context.unscheduled) return parameter;
+        return zero_extended(parameter, parameter_extents(name), 0, parameter.name() + "_bounded");
+    }
+
     const std::vector<int64_t>& parameter_extents(const std::string& name) const {
         return layouts_.at(static_cast<size_t>(parameter_index(name))).internal_extents;
     }
@@ -860,13 +869,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 break;
             }
             case LayerKind::dense: {
-                Func weight = read_parameter(k, head.name + ".weight"), bias = read_parameter(k, head.name + ".bias");
-                if (k.context.unscheduled) {
-                    // The layer reads its parameters in place, as a convgen schedule never rounds its
-                    // sum up past the last output; an autoscheduler may, so it reads them through zeros.
-                    weight = zero_extended(weight, parameter_extents(head.name + ".weight"), 0, "dense_weight");
-                    if (bias.defined()) bias = zero_extended(bias, parameter_extents(head.name + ".bias"), 0, "dense_bias");
-                }
+                Func weight = read_parameter_in_place(k, head.name + ".weight"),
+                     bias = read_parameter_in_place(k, head.name + ".bias");
                 schedules::DenseForwardStages stages = dense_forward(
                     "dense", inputs[0], head.attributes_as<DenseAttributes>().out_features, weight, bias);
                 schedules::schedule_dense_forward(stages, k.context);
