@@ -11,6 +11,8 @@
 // default parameters, then alternates random points of the stage's parameter space with
 // neighbours of the best so far (one parameter moved to the next value of its list). Every
 // candidate's outputs are compared with the starting schedule's; one that differs is rejected.
+// Before it is stored, a winner other than the start is timed again with the start, alternately
+// for a few rounds; it is kept only if its median stays below the start's.
 #pragma once
 
 #include <convgen/model.h>
