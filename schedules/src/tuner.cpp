@@ -502,6 +502,8 @@ class Tuner {
             const auto [start_ms, best_ms] = timed_alternately(job, start, best, buffers);
             result.default_ms = start_ms;
             if (best_ms < start_ms) {
+                confirmation = fmt::format("; it held timed alternately with the start ({:.3f} ms in the search)",
+                                           searched_ms);
                 result.best_ms = best_ms;
             } else {
                 confirmation = fmt::format("; its {:.3f} ms did not hold timed alternately with the start ({:.3f} "
