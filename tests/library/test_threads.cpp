@@ -7,7 +7,7 @@
 
 #include <doctest/doctest.h>
 
-#include <sys/resource.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -173,30 +172,11 @@ TEST_SUITE("generated library under memory pressure") {
             MESSAGE("skipped under a sanitizer");
             return;
         }
-        // In a child process whose address space is capped 256 MiB above what it uses: a batch of
-        // 100,000 needs 470 MB for the first conv's pooled output alone.
-        const pid_t child = fork();
-        REQUIRE(child >= 0);
-        if (child == 0) {
-            lenet5::Model model(1);
-            const int batch = 100000;
-            std::vector<float> images(static_cast<size_t>(batch) * lenet5::Model::input_size, 0.5f);
-            std::vector<float> probabilities(static_cast<size_t>(batch) * lenet5::Model::classes);
-            // A workspace for batch 4 first: the failed call must not leave it looking ready.
-            if (lenet5_predict(model.handle(), images.data(), 4, probabilities.data()) != CONVGEN_OK) _exit(9);
-            std::ifstream status_file("/proc/self/statm");
-            long pages = 0;
-            status_file >> pages;
-            const rlim_t cap = static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (256ull << 20);
-            const rlimit limit{cap, cap};
-            if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(10);
-            if (lenet5_predict(model.handle(), images.data(), batch, probabilities.data()) != CONVGEN_ERROR_OUT_OF_MEMORY) {
-                _exit(11);
-            }
-            if (std::string(lenet5_last_error(model.handle())) != "lenet5_predict: out of memory") _exit(12);
-            if (lenet5_predict(model.handle(), images.data(), 4, probabilities.data()) != CONVGEN_OK) _exit(13);
-            _exit(0);
-        }
+        // In a process of its own (out_of_memory_probe.cpp says why not a forked child), whose
+        // address space is capped 256 MiB above what it uses.
+        char* const arguments[] = {const_cast<char*>(CONVGEN_OUT_OF_MEMORY_PROBE), nullptr};
+        pid_t child = -1;
+        REQUIRE(posix_spawn(&child, CONVGEN_OUT_OF_MEMORY_PROBE, nullptr, nullptr, arguments, environ) == 0);
         int status = 0;
         REQUIRE(waitpid(child, &status, 0) == child);
         REQUIRE(WIFEXITED(status));
