@@ -28,6 +28,11 @@ Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>&
 inline Halide::Func zero_extended(const Value& value, const std::string& name, const Halide::Expr& fill = 0.0f) {
     return zero_extended(value.func, value.extents, 1, name, fill);
 }
+// An image extended with `fill` outside [0, W) x [0, H) only, for a consumer that reads each
+// channel at its own index (a pool): past the last channel it reads the image's own values, which
+// every Value defines (zeros, its inputs being zero-extended), instead of a clamped channel index
+// that a vectorised loop can only gather.
+Halide::Func spatially_extended(const Value& image, const std::string& name, const Halide::Expr& fill = 0.0f);
 
 // Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky) with i over the group's inputs;
 // `bias` may be undefined. The backward pass defines only the gradients asked for (a frozen

@@ -1,29 +1,45 @@
 #include "../layers.h"
 
+#include <optional>
+
 namespace convgen::codegen {
 
-Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>& bounded, int unbounded_dims,
-                           const std::string& name, const Halide::Expr& fill) {
-    const std::vector<Halide::Var> bounded_vars = numbered_vars("d", static_cast<int>(bounded.size()));
-    const std::vector<Halide::Var> free_vars = numbered_vars("u", unbounded_dims);
-    std::vector<Halide::Var> vars;
+namespace {
+
+// `func` read with each dim clamped to [0, extent) and `fill` outside; a dim without an extent
+// passes through unclamped.
+Halide::Func extended(const Halide::Func& func, const std::vector<std::optional<int64_t>>& extents,
+                      const std::string& name, const Halide::Expr& fill) {
+    const std::vector<Halide::Var> vars = numbered_vars("d", static_cast<int>(extents.size()));
     std::vector<Halide::Expr> clamped;
     Halide::Expr inside = Halide::Internal::const_true();
-    for (size_t d = 0; d < bounded.size(); d++) {
-        const Halide::Var& v = bounded_vars[d];
-        vars.push_back(v);
-        const int extent = static_cast<int>(bounded[d]);
+    for (size_t d = 0; d < extents.size(); d++) {
+        const Halide::Var& v = vars[d];
+        if (!extents[d]) {
+            clamped.push_back(v);
+            continue;
+        }
+        const int extent = static_cast<int>(*extents[d]);
         inside = inside && v >= 0 && v < extent;
         clamped.push_back(Halide::clamp(v, 0, extent - 1));
     }
-    for (const Halide::Var& v : free_vars) {
-        vars.push_back(v);
-        clamped.push_back(v);
-    }
-    Halide::Func extended(name);
+    Halide::Func result(name);
     std::vector<Halide::Expr> args(vars.begin(), vars.end());
-    extended(args) = Halide::select(inside, func(clamped), fill);
-    return extended;
+    result(args) = Halide::select(inside, func(clamped), fill);
+    return result;
+}
+
+}  // namespace
+
+Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>& bounded, int unbounded_dims,
+                           const std::string& name, const Halide::Expr& fill) {
+    std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
+    extents.resize(bounded.size() + unbounded_dims);
+    return extended(func, extents, name, fill);
+}
+
+Halide::Func spatially_extended(const Value& image, const std::string& name, const Halide::Expr& fill) {
+    return extended(image.func, {std::nullopt, image.extents[1], image.extents[2], std::nullopt}, name, fill);
 }
 
 }  // namespace convgen::codegen

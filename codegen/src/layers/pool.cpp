@@ -67,7 +67,8 @@ schedules::PoolForwardStages max_pool_forward(const std::string& name, const Val
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     schedules::PoolForwardStages stages;
     stages.geometry = g;
-    stages.padded_input = zero_extended(input, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
+    stages.padded_input =
+        spatially_extended(input, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
     const int k = static_cast<int>(g.kernel);
     // Strictly greater keeps the first maximum in row-major order, as PyTorch does.
     Expr best = window_read(stages, 0, 0);
@@ -112,7 +113,7 @@ schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Val
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     schedules::PoolForwardStages stages;
     stages.geometry = g;
-    stages.padded_input = zero_extended(input, name + "_padded_input");
+    stages.padded_input = spatially_extended(input, name + "_padded_input");
     const int k = static_cast<int>(g.kernel);
     Expr sum = 0.0f;
     for (int ky = 0; ky < k; ky++) {
