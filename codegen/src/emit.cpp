@@ -277,6 +277,10 @@ void compile_kernels(const std::string& model, std::vector<EmittedProgram>& prog
     const fs::path scratch = dir / (model + "_kernels.d");
     fs::create_directories(scratch);
     std::vector<std::string> objects(jobs.size());
+    // CONVGEN_STMT_DIR=DIR also writes each kernel's lowered loop nest there, as DIR/<symbol>.stmt.
+    const char* stmt_env = std::getenv("CONVGEN_STMT_DIR");
+    const std::string stmt_dir = stmt_env != nullptr ? stmt_env : "";
+    if (!stmt_dir.empty()) fs::create_directories(stmt_dir);
     std::atomic<size_t> next{0};
     std::mutex mutex;
     std::string first_error;
@@ -291,6 +295,10 @@ void compile_kernels(const std::string& model, std::vector<EmittedProgram>& prog
                 const std::string symbol = kernel_symbol(model, *job.program, job.kernel, targets[job.target].suffix);
                 objects[j] = (scratch / (symbol + ".o")).string();
                 lowered.pipeline.compile_to_object(objects[j], lowered.arguments, symbol, target);
+                if (!stmt_dir.empty()) {
+                    lowered.pipeline.compile_to_lowered_stmt((fs::path(stmt_dir) / (symbol + ".stmt")).string(),
+                                                             lowered.arguments, Halide::Text, target);
+                }
                 if (job.target == 0) {
                     std::vector<std::string> parameters = {"void*"};
                     for (const Halide::Argument& a : lowered.arguments) {
