@@ -233,9 +233,10 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
             const KernelCall& call = p.program.calls[i];
             std::vector<std::string> arguments = {"context"};
             for (const Slot& slot : call.slots) arguments.push_back(slot_expression(slot));
-            out += fmt::format("    c.failed_call = {0};\n    c.start();\n    if ((r = k.k{1}({2})) != 0) return r;\n"
-                               "    c.stop({0});\n",
-                               i, call.kernel, fmt::join(arguments, ", "));
+            out += fmt::format(
+                "    c.failed_call = {0};\n    c.size_next(context, {3}, {4});\n    c.start();\n"
+                "    if ((r = k.k{1}({2})) != 0) return r;\n    c.stop({0});\n",
+                i, call.kernel, fmt::join(arguments, ", "), call.work_per_sample, call.work_per_call);
         }
         out += "    c.failed_call = -1;\n    return 0;\n}\n\n";
     }

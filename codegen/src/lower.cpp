@@ -348,7 +348,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
             augmented_tensor_ = add_tensor("augmented_images", image_extents(model_));
             const Slot out{SlotKind::tensor, augmented_tensor_};
             const Model& model = model_;
-            add_call("augment", "augment images", [&model, out](Kernel& k) { augment_kernel(k, model, out); });
+            add_call("augment", "augment images", [&model, out](Kernel& k) { augment_kernel(k, model, out); },
+                     Shape(image_extents(model_)).elements());
         }
         for (const Group& group : groups_) plan_forward(group);
         const int output = canonical_.output_node;
@@ -360,7 +361,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
             }
             plan_loss(output);
             for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) plan_backward(*it);
-            if (clipping()) add_call("clip and update", "clip gradients and update", [this](Kernel& k) { clip_and_update(k); });
+            if (clipping()) {
+                int64_t parameters = 0;
+                for (const ParameterLayout& layout : layouts_) parameters += layout.spec.shape.elements();
+                add_call("clip and update", "clip gradients and update", [this](Kernel& k) { clip_and_update(k); }, 0,
+                         parameters);
+            }
             for (size_t p = 0; p < layouts_.size(); p++) {
                 if (!updated_[p] && !model_.is_frozen(model_.graph().node(layouts_[p].spec.node).name)) {
                     throw ModelError(
@@ -646,7 +652,25 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 read_parameter(k, layer + ".running_mean"), read_parameter(k, layer + ".running_var")};
     }
 
-    void add_call(std::string key, const std::string& what, Body body) {
+    // Multiply-adds per sample of a group's layers, roughly: each output element reads its share
+    // of its layer's weight (a conv's window over its group's inputs, a dense row), else once.
+    int64_t multiply_adds(const Group& group) const {
+        int64_t total = 0;
+        for (int id : group.nodes) {
+            const Node& n = node(id);
+            const int64_t outputs = n.shape.elements();
+            const int weight = parameter_index(n.name + ".weight");
+            const int64_t per_output =
+                weight < 0 || n.shape.rank() == 0
+                    ? 1
+                    : std::max<int64_t>(1, layouts_[static_cast<size_t>(weight)].spec.shape.elements() / n.shape[0]);
+            total += outputs * per_output;
+        }
+        return total;
+    }
+
+    void add_call(std::string key, const std::string& what, Body body, int64_t work_per_sample,
+                  int64_t work_per_call = 0) {
         // The body run once here, for the slots this call binds (kernels are built per target later).
         Kernel probe(Halide::get_host_target(), database_, training_, nullptr, false, &program_.tensors);
         body(probe);
@@ -669,7 +693,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         } else {
             k = found->second;
         }
-        program_.calls.push_back({k, slots, probe.output_count(), what});
+        program_.calls.push_back({k, slots, probe.output_count(), what, work_per_sample, work_per_call});
     }
 
     static schedules::ConvGeometry conv_geometry(const Node& n, const Shape& in) {
@@ -760,7 +784,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
         add_call(group_key(training_ ? "forward-train" : "forward", group), "forward " + group_name(group),
                  [this, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor](Kernel& k) {
                      forward_body(k, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor);
-                 });
+                 },
+                 multiply_adds(group));
     }
 
     void forward_body(Kernel& k, const Group& group, int value_tensor, int argmax_tensor, int mean_tensor,
@@ -944,7 +969,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 grad = image;
             }
             k.output({SlotKind::tensor, gradient}, grad, extents);
-        });
+        }, Shape(extents_of(output)).elements());
     }
 
     void plan_probabilities(int output) {
@@ -953,7 +978,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             schedules::LossStages loss = softmax_cross_entropy("softmax", logits, Func(), k.batch, false);
             schedules::schedule_loss(loss, k.context);
             k.output({SlotKind::probabilities, -1}, loss.probabilities, {model_.classes()});
-        });
+        }, Shape(extents_of(output)).elements());
     }
 
     // ---- backward ----
@@ -1123,9 +1148,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
         std::string key = group_key("backward", group) + fmt::format(" grads{}", incoming.size());
         for (int g : input_grads) key += g >= 0 ? " in-grad" : " no-in-grad";
         if (addend_grad >= 0) key += " addend-grad";
+        // The input gradient and the weight gradient: each about the forward's work.
         add_call(key, "backward " + group_name(group), [this, group, incoming, input_grads, addend_grad](Kernel& k) {
             backward_body(k, group, incoming, input_grads, addend_grad);
-        });
+        }, 2 * multiply_adds(group));
     }
 
     void backward_body(Kernel& k, const Group& group, const std::vector<int>& incoming,
@@ -1350,7 +1376,8 @@ Program plan_augmentation(const Model& model) {
     const Slot out{SlotKind::augmented_images, -1};
     Kernel probe(Halide::get_host_target(), nullptr, true);
     augment_kernel(probe, model, out);
-    program.calls.push_back({0, probe.slots(), probe.output_count(), "augment images"});
+    program.calls.push_back(
+        {0, probe.slots(), probe.output_count(), "augment images", Shape(image_extents(model)).elements(), 0});
     program.build = [&model, out](int, const Halide::Target& target) {
         Kernel kernel(target, nullptr, true);
         augment_kernel(kernel, model, out);

@@ -83,6 +83,11 @@ struct KernelCall {
     std::vector<Slot> slots;  // the kernel's arguments then its outputs, in signature order
     int outputs = 0;          // how many of the slots, at the end, are outputs
     std::string what;         // "forward conv1", for errors and profiles
+    // Multiply-adds the call does, roughly: per sample, and once per call whatever the batch (an
+    // optimiser's update). A library runs a call this small on the calling thread alone, where
+    // waking the thread pool would cost more than it saves.
+    int64_t work_per_sample = 0;
+    int64_t work_per_call = 0;
 };
 
 struct Program {
