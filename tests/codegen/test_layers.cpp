@@ -1159,3 +1159,25 @@ TEST_CASE("at inference a squeeze-and-excitation gate read by one conv is comput
     calls = forward_calls(codegen::plan_training_step(model));
     CHECK(std::find(calls.begin(), calls.end(), "gated") != calls.end());
 }
+
+TEST_CASE("each kernel call's multiply-add estimate counts a conv's windows and a dense layer's rows") {
+    using namespace convgen;
+    // LeNet-5's first layers: conv 1 -> 6, 5x5, padding 2 on 28x28, its pool and ReLU fused after it.
+    const Tensor features = input("image", Shape{1, 28, 28}) | conv2d(6, 5, {.padding = 2, .name = "conv1"}) | relu |
+                            max_pool(2, {.name = "pool1"}) | flatten | dense(10, {.name = "fc"});
+    const Model model("estimate", features, softmax_cross_entropy());
+    auto work_of = [](const codegen::Program& program, const std::string& what) {
+        for (const auto& call : program.calls) {
+            if (call.what.rfind(what, 0) == 0) return std::pair{call.work_per_sample, call.work_per_call};
+        }
+        FAIL("no call '", what, "'");
+        return std::pair<int64_t, int64_t>{};
+    };
+    const int64_t conv = 6 * 28 * 28 * 25, pool = 6 * 14 * 14, relu_out = 6 * 14 * 14, fc = 10 * 6 * 14 * 14;
+    const codegen::Program inference = codegen::plan_inference(model);
+    // The call's layers are conv1, pool1 and the ReLU (moved after the pool), whatever it is named.
+    CHECK(work_of(inference, "forward conv1+pool1+").first == conv + pool + relu_out);
+    CHECK(work_of(inference, "forward fc") == std::pair<int64_t, int64_t>{fc, 0});
+    const codegen::Program training = codegen::plan_training_step(model);
+    CHECK(work_of(training, "backward fc").first == 2 * fc);
+}
