@@ -284,31 +284,69 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         s.bias_grad.update().vectorize(s.bias_grad.args()[0], vw, TailStrategy::RoundUp);
     }
     if (s.input_grad.defined()) {
-        copy_at_root(s.padded_output_grad, vw, g.out_channels);
         Func din = s.input_grad;
         const std::vector<Var> v = din.args();
         const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
         const auto& r = s.input_grad_reduction;
         const int channel_vectors = vectors_for(g.in_channels, vw);
-        const ScheduleParameters p = choose(context, conv_signature("conv2d_input_grad", g, false),
-                                            register_tile_defaults(context, g.in_channels, g.in_width, g.kernel),
-                                            register_tile_space(context, g.in_channels, g.in_width, true));
+        ScheduleParameters defaults = register_tile_defaults(context, g.in_channels, g.in_width, g.kernel);
+        ParameterSpace space = register_tile_space(context, g.in_channels, g.in_width, true);
+        // `x_vectors` > 0: vectors along x instead of along the input channels, that many per
+        // register tile, and every channel an accumulator of its own. Fewer input channels than
+        // half a vector (LeNet-5's conv2 reads 6 in 16 lanes) waste most of a channel vector.
+        // Stride 1 and no groups: a vector of x then reads one contiguous run of the output
+        // gradient, which is copied with x innermost for it.
+        const int row_vectors = vectors_for(g.in_width, vw);
+        const int max_x_vectors = std::min(row_vectors, (registers(context) - 3) / static_cast<int>(g.in_channels));
+        space["x_vectors"] = {0};
+        defaults["x_vectors"] = 0;
+        if (g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.in_channels < vw && max_x_vectors >= 1) {
+            for (int k = 1; k <= max_x_vectors; k++) space["x_vectors"].push_back(k);
+            if (2 * g.in_channels <= vw && 2 * g.in_width >= vw) defaults["x_vectors"] = max_x_vectors;
+        }
+        const ScheduleParameters p =
+            choose(context, conv_signature("conv2d_input_grad", g, false), std::move(defaults), space);
+        const int x_vectors = p.at("x_vectors");
         // A row at a time inside the kernel's output where the caller allows it, as a forward conv
         // inside its epilogue: the rows go from the cache to the output instead of a whole
         // rounded-up copy to memory and back. Channel blocks outermost need it stored whole.
-        const bool inside_consumer = row_consumer && !p.at("blocks_outer");
-        din.vectorize(c, vw, TailStrategy::RoundUp);
+        const bool inside_consumer = row_consumer && (x_vectors > 0 || !p.at("blocks_outer"));
         Var rows("rows");
-        if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
         Halide::Stage update = din.update();
-        register_tiled(update, c, x, r,
-                       inside_consumer ? std::vector<Halide::VarOrRVar>{} : std::vector<Halide::VarOrRVar>{y, n},
-                       channel_vectors, g.dilation == 1, p, vw);
-        if (!inside_consumer && !p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
+        if (x_vectors > 0) {
+            Func padded = s.padded_output_grad;
+            const std::vector<Var> pv = padded.args();
+            padded.compute_root()
+                .reorder(pv[1], pv[0], pv[2], pv[3])
+                .reorder_storage(pv[1], pv[0], pv[2], pv[3])
+                .vectorize(pv[1], vw, TailStrategy::RoundUp)
+                .parallel(pv[3]);
+            din.reorder_storage(x, c, y, n).vectorize(x, vw, TailStrategy::RoundUp);
+            if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
+            Var xo("xo"), xt("xt"), xm("xm"), xi("xi"), co("co"), ci("ci");
+            std::vector<Halide::VarOrRVar> order = {xi, ci, xm, r.x, r.y, r.z, xo, co};
+            if (!inside_consumer) order.insert(order.end(), {y, n});
+            update.split(x, xo, xt, vw * x_vectors, TailStrategy::RoundUp)
+                .split(xt, xm, xi, vw)
+                .split(c, co, ci, static_cast<int>(g.in_channels), TailStrategy::RoundUp)
+                .reorder(order)
+                .vectorize(xi)
+                .unroll(ci)
+                .unroll(xm);
+            if (!inside_consumer) update.fuse(y, n, rows).parallel(rows);
+        } else {
+            copy_at_root(s.padded_output_grad, vw, g.out_channels);
+            din.vectorize(c, vw, TailStrategy::RoundUp);
+            if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
+            register_tiled(update, c, x, r,
+                           inside_consumer ? std::vector<Halide::VarOrRVar>{} : std::vector<Halide::VarOrRVar>{y, n},
+                           channel_vectors, g.dilation == 1, p, vw);
+            if (!inside_consumer && !p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
+        }
         // The weights transposed once per call, input channels innermost, so the vector over
-        // input channels is one contiguous load. (A depthwise conv's weights are read along
-        // their output channels, already innermost.)
-        if (g.groups == 1) transposed_copy(s.weight, din, vectors_for(g.in_channels, vw) * vw);
+        // input channels is one contiguous load (and the broadcasts of a tile along x adjacent).
+        // (A depthwise conv's weights are read along their output channels, already innermost.)
+        if (g.groups == 1) transposed_copy(s.weight, din, x_vectors > 0 ? 0 : vectors_for(g.in_channels, vw) * vw);
         return inside_consumer;
     }
     return false;
