@@ -438,20 +438,29 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
     const int vw = context.vector_width();
     TailStrategy out_tail = s.out_features % vw == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
     if (s.weight_grad.defined()) {
+        // Each loaded d_output vector feeds `weight_grad_inputs` FMAs into as many accumulators:
+        // enough chains to hide the FMA latency. The parallel loop runs over the input dims past
+        // the first, fused (LeNet-5's dense1 reads 16x5x5 features: 25 tasks rather than 5), or
+        // over blocks of the inputs where there is one input dim.
+        constexpr int weight_grad_inputs = 8;
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();  // (o, input dims...)
         w.compute_root().vectorize(v[0], vw, out_tail).parallel(v.back());
-        Var oo("oo"), oi("oi"), io("io"), ii("ii");
-        std::vector<Halide::VarOrRVar> order = {oi, ii, s.weight_grad_reduction.x, oo, io};
-        for (size_t d = 2; d < v.size(); d++) order.push_back(v[d]);
+        Var oo("oo"), oi("oi"), io("io"), ii("ii"), rest("rest");
         Halide::Stage update = w.update();
         update.split(v[0], oo, oi, vw, out_tail)
-            .split(v[1], io, ii, dense_block, TailStrategy::GuardWithIf)
-            .reorder(order)
+            .split(v[1], io, ii, weight_grad_inputs, TailStrategy::GuardWithIf)
+            .reorder({oi, ii, s.weight_grad_reduction.x, oo, io})
             .vectorize(oi)
             .unroll(ii);
         if (v.size() > 2) {
-            update.parallel(v.back());
+            Var outer = v[2];
+            for (size_t d = 3; d < v.size(); d++) {
+                Var fused("fused_" + std::to_string(d));
+                update.fuse(outer, v[d], fused);
+                outer = fused;
+            }
+            update.parallel(outer);
         } else {
             update.parallel(io);
         }
