@@ -409,7 +409,7 @@ void schedule_pool_backward(PoolBackwardStages s, const Context& context) {
 
 namespace {
 
-constexpr int dense_block = 4;  // samples (or input features) sharing each loaded weight vector
+constexpr int dense_block = 4;  // samples sharing each loaded weight vector in the input gradient
 
 std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
     std::vector<Halide::VarOrRVar> vars;
@@ -419,8 +419,8 @@ std::vector<Halide::VarOrRVar> reduction_vars(const Halide::RDom& r) {
 
 }  // namespace
 
-// Dense layers are matrix products; each loaded weight vector feeds `dense_block` FMAs, one per
-// sample of a block of the batch (or per input feature for the weight gradient). Tails of the
+// Dense layers are matrix products; each loaded weight vector feeds several FMAs, one per sample
+// of a block of the batch (or per input feature for the weight gradient). Tails of the
 // runtime batch are guarded, never rounded up: rounding would read images past the batch.
 //
 // The forward reads the weights in place (a copy padded to whole vectors, made per call, cost
@@ -469,7 +469,7 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
         Func w = s.weight_grad;
         const std::vector<Var> v = w.args();  // (o, input dims...)
         w.compute_root().vectorize(v[0], vw, out_tail).parallel(v.back());
-        Var oo("oo"), oi("oi"), io("io"), ii("ii"), rest("rest");
+        Var oo("oo"), oi("oi"), io("io"), ii("ii");
         Halide::Stage update = w.update();
         update.split(v[0], oo, oi, vw, out_tail)
             .split(v[1], io, ii, weight_grad_inputs, TailStrategy::GuardWithIf)
