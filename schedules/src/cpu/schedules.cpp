@@ -333,8 +333,10 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         // A row at a time inside the kernel's output where the caller allows it, as a forward conv
         // inside its epilogue: the rows go from the cache to the output instead of a whole
         // rounded-up copy to memory and back. Channel blocks outermost need it stored whole.
-        const bool inside_consumer = row_consumer && (x_vectors > 0 || !p.at("blocks_outer"));
+        const bool blocks_outer = x_vectors == 0 && p.at("blocks_outer");
+        const bool inside_consumer = row_consumer && !blocks_outer;
         Var rows("rows");
+        if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
         Halide::Stage update = din.update();
         if (x_vectors > 0) {
             Func padded = s.padded_output_grad;
@@ -345,7 +347,6 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
                 .vectorize(pv[1], vw, TailStrategy::RoundUp)
                 .parallel(pv[3]);
             din.reorder_storage(x, c, y, n).vectorize(x, vw, TailStrategy::RoundUp);
-            if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
             Var xo("xo"), xt("xt"), xm("xm"), xi("xi"), co("co"), ci("ci");
             std::vector<Halide::VarOrRVar> order = {xi, ci, xm, r.x, r.y, r.z, xo, co};
             if (!inside_consumer) order.insert(order.end(), {y, n});
@@ -356,16 +357,14 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
                 .vectorize(xi)
                 .unroll(ci)
                 .unroll(xm);
-            if (!inside_consumer) update.fuse(y, n, rows).parallel(rows);
         } else {
             copy_at_root(s.padded_output_grad, vw, g.out_channels);
             din.vectorize(c, vw, TailStrategy::RoundUp);
-            if (!inside_consumer) din.compute_root().fuse(y, n, rows).parallel(rows);
             register_tiled(update, c, x, r,
                            inside_consumer ? std::vector<Halide::VarOrRVar>{} : std::vector<Halide::VarOrRVar>{y, n},
                            channel_vectors, g.dilation == 1, p, vw);
-            if (!inside_consumer && !p.at("blocks_outer")) update.fuse(y, n, rows).parallel(rows);
         }
+        if (!inside_consumer && !blocks_outer) update.fuse(y, n, rows).parallel(rows);
         // The weights transposed once per call, input channels innermost, so the vector over
         // input channels is one contiguous load (and the broadcasts of a tile along x adjacent).
         // (A depthwise conv's weights are read along their output channels, already innermost.)
@@ -532,8 +531,9 @@ void schedule_sums_of_squares(const std::vector<Func>& sums, const Context& cont
 
 void schedule_batch_norm(BatchNormStages s, const Context& context) {
     if (context.unscheduled) return;
-    channel_sum(s.mean, channel_tail(s.channels, context.vector_width()), context);
-    channel_sum(s.variance, channel_tail(s.channels, context.vector_width()), context);
+    const TailStrategy tail = channel_tail(s.channels, context.vector_width());
+    channel_sum(s.mean, tail, context);
+    channel_sum(s.variance, tail, context);
     s.mean_of_batch.compute_root();
     s.variance_of_batch.compute_root();
     s.scale.compute_root();
@@ -543,8 +543,9 @@ void schedule_batch_norm(BatchNormStages s, const Context& context) {
 void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& context) {
     if (context.unscheduled) return;
     s.rstd.compute_root();
-    channel_sum(s.grad_sum, channel_tail(s.channels, context.vector_width()), context);
-    channel_sum(s.grad_dot_normalised, channel_tail(s.channels, context.vector_width()), context);
+    const TailStrategy tail = channel_tail(s.channels, context.vector_width());
+    channel_sum(s.grad_sum, tail, context);
+    channel_sum(s.grad_dot_normalised, tail, context);
     // The input gradient is pointwise once the sums are known: it is computed inside the
     // kernel's output copy rather than stored and copied.
 }
