@@ -36,11 +36,12 @@ Halide::Func spatially_extended(const Value& image, const std::string& name, con
 
 // Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky) with i over the group's inputs;
 // `bias` may be undefined. The backward pass defines only the gradients asked for (a frozen
-// layer needs no weight gradient; the first layer no input gradient). With `weight_block` > 0
-// the forward reads its weights through a copy in blocks of that many output channels
-// (Conv2dForwardStages::weight_blocks); schedules::conv2d_weight_block says how many.
+// layer needs no weight gradient; the first layer no input gradient). `algorithm`
+// (schedules::conv2d_algorithm) says whether the forward reads its weights in blocks of output
+// channels and whether it is Winograd's; the backward pass is the direct one either way.
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
-                                              const Halide::Func& weight, const Halide::Func& bias, int weight_block);
+                                              const Halide::Func& weight, const Halide::Func& bias,
+                                              const schedules::ConvAlgorithm& algorithm);
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad, bool has_bias,
                                                 bool need_input_grad, const Halide::Expr& batch);

@@ -802,10 +802,11 @@ class Planner : public std::enable_shared_from_this<Planner> {
         switch (head.kind) {
             case LayerKind::conv2d: {
                 const auto [weight, bias] = conv_parameters(k, head);
-                schedules::Conv2dForwardStages conv =
-                    conv2d_forward("conv", inputs[0], conv_geometry(head, node(head.inputs[0]).shape), weight, bias,
-                                   schedules::conv2d_weight_block(k.context));
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
+                const ConvGeometry geometry = conv_geometry(head, node(head.inputs[0]).shape);
+                schedules::Conv2dForwardStages conv =
+                    conv2d_forward("conv", inputs[0], geometry, weight, bias,
+                                   schedules::conv2d_algorithm(k.context, geometry, with_pool));
                 if (!with_pool) {
                     // Computed a row at a time inside the output's loop, with what follows it
                     // (bias and folded batch norm are in it already; add and activation are
@@ -1188,7 +1189,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 Func weight = read_parameter(k, head.name + ".weight");
                 // Only the forward's inputs are read here (its weights as they are): no weight blocks.
                 const schedules::Conv2dForwardStages forward =
-                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(), 0);
+                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(),
+                                   schedules::ConvAlgorithm{});
                 if (with_pool) {
                     // The pool's adjoint is stored by its own schedule.
                     const Node& pool = node(group.nodes[1]);

@@ -18,8 +18,9 @@ bool schedule_conv2d_forward(Conv2dForwardStages stages, const Context& context,
                            : cpu::schedule_conv2d_forward(stages, context, fused_pool, row_consumer);
 }
 
-int conv2d_weight_block(const Context& context) {
-    return on_gpu(context) ? gpu::conv2d_weight_block(context) : cpu::conv2d_weight_block(context);
+ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& geometry, bool fused_pool) {
+    return on_gpu(context) ? gpu::conv2d_algorithm(context, geometry, fused_pool)
+                           : cpu::conv2d_algorithm(context, geometry, fused_pool);
 }
 
 bool schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context, bool row_consumer) {

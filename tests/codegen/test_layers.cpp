@@ -257,7 +257,7 @@ void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu
     const Value in{Func(input_buffer), {t.in_channels, t.width, t.height}};
     const schedules::Conv2dForwardStages forward =
         conv2d_forward("conv", in, g, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func(),
-                       cpu::conv2d_weight_block(context));
+                       cpu::conv2d_algorithm(context, g, false));
     const schedules::Conv2dBackwardStages backward =
         conv2d_backward("conv", forward, activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout"),
                         true, t.bias, true, t.batch);
@@ -300,6 +300,7 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
         {1, 16, 9, 7, 6, 5, 2, 2},  // kernel 5, stride 2, padding 2
         {3, 3, 5, 6, 8, 3, 1, 1, false},
         {2, 40, 7, 9, 48, 3, 1, 1},  // many channel vectors: register tiles of several, blocks outside
+        {2, 16, 6, 8, 24, 3, 1, 1},  // even outputs, 16 inputs: Winograd's F(2x2, 3x3) by default
     };
     unsigned seed = 1;
     for (const ConvCase& t : cases) check_conv2d(t, seed++);
@@ -307,13 +308,15 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
 
 TEST_CASE("every conv schedule in the autotuner's parameter space computes the same numbers") {
     // Random points of each stage's space (register tiles, channel blocks, blocks outermost,
-    // batch chunks, vectors along x), written into a database as the tuner writes them.
+    // batch chunks, vectors along x, Winograd or the direct sum), written into a database as the
+    // tuner writes them.
     const ConvCase cases[] = {
         {2, 40, 7, 9, 48, 3, 1, 1},   // six channel vectors: blocks of 1, 2 or 3, outermost or not
         {3, 6, 6, 7, 16, 3, 2, 1},    // strided, two output vectors
         {2, 16, 5, 6, 40, 1, 1, 0},   // 1x1, five output vectors
         {1, 24, 5, 5, 72, 3, 1, 1},   // at least four vectors at either width, the last one partly
         {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row
+        {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
     };
     std::mt19937 random(11);
     unsigned seed = 100;
@@ -330,17 +333,20 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                 CHECK(std::find(allowed.begin(), allowed.end(), value) != allowed.end());
             }
         }
-        for (int draw = 0; draw < 2; draw++) {
+        for (int draw = 0; draw < 3; draw++) {
             schedules::ScheduleDatabase database;
             std::string chosen;
             for (const schedules::TunableStage& stage : stages) {
                 schedules::ScheduleParameters parameters;
                 for (const auto& [name, values] : stage.space) {
                     parameters[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random)];
-                    // Both loop orders, whatever the draw: channel blocks outermost in the first.
+                    // Both loop orders, whatever the draw: channel blocks outermost in the first only.
                     if (name == "blocks_outer" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
                     // Vectors along x and along the channels, whatever the draw.
                     if (name == "x_vectors" && values.size() > 1) parameters[name] = draw == 0 ? values.back() : 0;
+                    // Winograd's (product whole, then a row of tiles at a time) and the direct sum.
+                    if (name == "winograd" && values.size() > 1) parameters[name] = draw == 1 ? 0 : 1;
+                    if (name == "winograd_whole") parameters[name] = draw == 0 ? 1 : 0;
                     chosen += fmt::format(" {}={}", name, parameters[name]);
                 }
                 database.insert(cpu::target_key(probe.target), stage.signature, parameters);
@@ -856,7 +862,7 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
     const Context context = cpu_context(training);
     const schedules::Conv2dForwardStages conv =
         conv2d_forward("conv", Value{Func(input_buffer), {cc.in_channels, cc.width, cc.height}}, conv_geometry,
-                       Func(weight_buffer), Func(bias_buffer), cpu::conv2d_weight_block(context));
+                       Func(weight_buffer), Func(bias_buffer), cpu::conv2d_algorithm(context, conv_geometry, fused));
     schedules::PoolForwardStages pool;
     Func output, activated;
     if (fused) {
@@ -947,6 +953,8 @@ const ConvPoolCase conv_pool_cases[] = {
     {{1, 1, 12, 12, 6, 5, 1, 2}, 2, 2, 0},  // LeNet's first block, smaller
     {{3, 3, 11, 9, 8, 3, 1, 1}, 3, 2, 1},   // overlapping pool windows with padding, odd sizes
     {{2, 6, 9, 10, 16, 3, 2, 0}, 2, 2, 0},  // strided conv, two channel vectors, odd pooled input
+    {{2, 16, 8, 10, 32, 3, 1, 1}, 2, 2, 0},  // Winograd's 2x2 output tiles under 2x2 pool windows
+    {{1, 16, 6, 6, 16, 3, 1, 1}, 3, 2, 1},   // Winograd's tiles under overlapping, padded windows
 };
 
 TEST_CASE("conv fused into its max pool, then relu, equals conv, relu, max pool scheduled apart, and PyTorch") {

@@ -5,6 +5,9 @@
 // with g(o) = o / O the group of output channel o. Without groups (G = 1) the input channel is i.
 #include "../layers.h"
 
+#include <functional>
+#include <stdexcept>
+
 namespace convgen::codegen {
 
 using Halide::Expr;
@@ -27,10 +30,67 @@ Expr input_channel(const ConvGeometry& g, const Expr& o, const Expr& i) {
     return (o / group_outputs(g)) * group_inputs(g) + i;
 }
 
+// Winograd F(2x2, 3x3)'s transforms (Lavin and Gray 2016): V = B^T d B of a 4x4 input patch,
+// U = G w G^T of a 3x3 filter, and the 2x2 outputs A^T M A.
+constexpr float input_transform[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};  // B^T
+constexpr float filter_transform[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};  // G
+constexpr float output_transform[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                                   // A^T
+
+// sum over (a, b) of left[row][a] * left[column][b] * term(a, b), as one Expr per (row, column)
+// selected by mux: a schedule that unrolls `row` and `column` leaves only the constant case.
+template <size_t Rows, size_t Taps>
+Expr transformed(const float (&left)[Rows][Taps], const Expr& row, const Expr& column,
+                 const std::function<Expr(int, int)>& term) {
+    std::vector<Expr> rows;
+    for (size_t i = 0; i < Rows; i++) {
+        std::vector<Expr> columns;
+        for (size_t j = 0; j < Rows; j++) {
+            Expr sum;
+            for (size_t a = 0; a < Taps; a++) {
+                for (size_t b = 0; b < Taps; b++) {
+                    const float k = left[i][a] * left[j][b];
+                    if (k == 0) continue;
+                    const Expr tap = term(int(a), int(b));
+                    const Expr t = k == 1 ? tap : k == -1 ? -tap : k * tap;
+                    sum = sum.defined() ? sum + t : t;
+                }
+            }
+            columns.push_back(sum);
+        }
+        rows.push_back(Halide::mux(column, columns));
+    }
+    return Halide::mux(row, rows);
+}
+
+schedules::WinogradStages winograd_stages(const std::string& name, const schedules::Conv2dForwardStages& conv,
+                                          int weight_block) {
+    const ConvGeometry& g = conv.geometry;
+    const int padding = static_cast<int>(g.padding);
+    Halide::Var lane("lane"), block("block"), ex("ex"), ey("ey"), tx("tx"), ty("ty");
+    const auto& [c, i, n] = std::tie(Dims::c, Dims::i, Dims::n);
+    schedules::WinogradStages w;
+    w.weight = Func(name + "_winograd_weight");
+    w.weight(lane, i, ex, ey, block) = transformed(filter_transform, ex, ey, [&](int kx, int ky) {
+        return conv.weight(block * weight_block + lane, i, kx, ky);
+    });
+    w.input = Func(name + "_winograd_input");
+    w.input(i, ex, ey, tx, ty, n) = transformed(input_transform, ex, ey, [&](int a, int b) {
+        return conv.padded_input(i, 2 * tx + a - padding, 2 * ty + b - padding, n);
+    });
+    w.reduction = RDom(0, static_cast<int>(g.in_channels), name + "_winograd_r");
+    w.product = Func(name + "_winograd_product");
+    w.product(c, ex, ey, tx, ty, n) = 0.0f;
+    w.product(c, ex, ey, tx, ty, n) +=
+        w.weight(c % weight_block, w.reduction, ex, ey, c / weight_block) * w.input(w.reduction, ex, ey, tx, ty, n);
+    return w;
+}
+
 }  // namespace
 
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& g,
-                                              const Func& weight, const Func& bias, int weight_block) {
+                                              const Func& weight, const Func& bias,
+                                              const schedules::ConvAlgorithm& algorithm) {
+    const int weight_block = algorithm.weight_block;
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding),
               dilation = static_cast<int>(g.dilation);
@@ -38,6 +98,23 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
     stages.geometry = g;
     stages.padded_input = zero_extended(input, name + "_padded_input");
     stages.weight = zero_extended(weight, {g.out_channels, group_inputs(g), g.kernel, g.kernel}, 0, name + "_weight");
+    Func out(name);
+    // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
+    const Expr bias_term =
+        bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
+    if (algorithm.winograd) {
+        if (g.kernel != 3 || stride != 1 || dilation != 1 || g.groups != 1 || weight_block <= 0) {
+            throw std::logic_error(name + ": Winograd F(2x2, 3x3) asked of a conv it does not compute");
+        }
+        stages.winograd = winograd_stages(name, stages, weight_block);
+        const Func& product = stages.winograd.product;
+        out(c, x, y, n) = bias_term + transformed(output_transform, x % 2, y % 2, [&](int a, int b) {
+                              return product(c, a, b, x / 2, y / 2, n);
+                          });
+        stages.output = out;
+        return stages;
+    }
+
     stages.reduction =
         RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
     const auto& r = stages.reduction;
@@ -51,10 +128,7 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
         stages.weight_blocks(lane, i, kx, ky, block) = stages.weight(block * weight_block + lane, i, kx, ky);
         tap = stages.weight_blocks(c % weight_block, r.x, r.y, r.z, c / weight_block);
     }
-
-    Func out(name);
-    // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
-    out(c, x, y, n) = bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
+    out(c, x, y, n) = bias_term;
     out(c, x, y, n) += tap * stages.padded_input(input_channel(g, c, r.x), x * stride + r.y * dilation - padding,
                                                  y * stride + r.z * dilation - padding, n);
     stages.output = out;

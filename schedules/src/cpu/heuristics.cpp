@@ -28,6 +28,11 @@ std::string target_key(const Halide::Target& target) {
 ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults,
                           const ParameterSpace& space) {
     if (context.tunable_stages != nullptr) context.tunable_stages->push_back({signature, defaults, space});
+    return stored_or_default(context, signature, std::move(defaults), space);
+}
+
+ScheduleParameters stored_or_default(const Context& context, const std::string& signature,
+                                     ScheduleParameters defaults, const ParameterSpace& space) {
     if (context.database == nullptr) return defaults;
     const std::optional<ScheduleParameters> tuned = context.database->find(target_key(context.target), signature);
     return tuned ? override_within(std::move(defaults), *tuned, space) : defaults;

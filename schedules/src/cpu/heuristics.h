@@ -22,6 +22,10 @@ std::string target_key(const Halide::Target& target);
 // `defaults`, key by key. Records the stage in context.tunable_stages when that is set.
 ScheduleParameters choose(const Context& context, const std::string& signature, ScheduleParameters defaults,
                           const ParameterSpace& space);
+// The same, recording nothing: for a choice made before the stage is defined (its algorithm),
+// which the stage's own `choose` then records with the rest of its space.
+ScheduleParameters stored_or_default(const Context& context, const std::string& signature,
+                                     ScheduleParameters defaults, const ParameterSpace& space);
 
 // `base` with each value of `overrides` that lies in `space` written over it.
 ScheduleParameters override_within(ScheduleParameters base, const ScheduleParameters& overrides,

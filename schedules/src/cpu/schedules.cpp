@@ -5,6 +5,7 @@
 #include "heuristics.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace convgen::schedules::cpu {
 
@@ -158,11 +159,161 @@ void channel_sum(Func f, TailStrategy tail, const Context& context) {
     f.update().vectorize(c, vw, tail);
 }
 
+// Whether a conv may run as Winograd's F(2x2, 3x3) (`winograd`), whether it does by default, and
+// the product's own register tile (`winograd_tile_x` tiles of two pixels by
+// `winograd_channel_block` vectors) and loop order (`winograd_whole`: the product stored whole,
+// its elements and channel blocks the outer parallel loop). Keys of their own, so that a stored
+// direct schedule keeps its meaning. The transforms add work per element that only a product
+// over enough channels repays, and U is 16/9 of the weights: where those outgrow the L2 cache
+// (ResNet-18's 512-channel convs) the direct sum, which reads them once per channel block, stays
+// the default.
+void winograd_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
+                     ParameterSpace& space) {
+    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 &&
+                         g.out_width % 2 == 0 && g.out_height % 2 == 0;
+    space["winograd"] = offered ? std::vector<int>{0, 1} : std::vector<int>{0};
+    const int64_t transformed_weight_bytes = 16 * g.out_channels * g.in_channels * 4;
+    const bool repaid = g.in_channels >= 16 && g.out_channels >= 16 && transformed_weight_bytes <= (int64_t(2) << 20);
+    defaults["winograd"] = offered && repaid ? 1 : 0;
+    if (!offered) return;
+    const int64_t tiles = g.out_width / 2;
+    const int channel_vectors = vectors_for(g.out_channels, context.vector_width());
+    // Measured (bench/RESULTS.md, 2026-11-29): the product ran fastest with at most 16 accumulators
+    // (24 or 28 ran up to 2x slower), a tile that divides the row of tiles (a rounded-up tail cost
+    // far more than its share of work), at least 4 tiles per weight vector loaded, and of equal
+    // tiles the one with more channel vectors (16 broadcasts from 16 tiles 2 KB apart stall).
+    RegisterTile tile{1, 1};
+    for (int block = 1; block <= channel_vectors; block++) {
+        if (channel_vectors % block != 0) continue;
+        for (int t = static_cast<int>(std::min<int64_t>(tiles, 4)); t <= tiles && block * t <= 16; t++) {
+            if (tiles % t != 0) continue;
+            const int accumulators = block * t, best = tile.channel_block * tile.tile_x;
+            if (accumulators > best || (accumulators == best && block > tile.channel_block)) tile = {block, t};
+        }
+    }
+    std::vector<int> tile_widths;
+    for (int t = 1; t <= std::min<int64_t>(tiles, registers(context) - 2); t++) tile_widths.push_back(t);
+    space["winograd_tile_x"] = tile_widths;
+    space["winograd_channel_block"] = divisors(channel_vectors, (registers(context) - 1) / 2);
+    space["winograd_whole"] = {0, 1};
+    defaults["winograd_tile_x"] = tile.tile_x;
+    defaults["winograd_channel_block"] = tile.channel_block;
+    // Measured at batch 1 (ResNet-18): whole on 14x14 maps (256 channels), rows on 28x28 and up.
+    defaults["winograd_whole"] = !context.training && g.out_width <= 16 ? 1 : 0;
+}
+
 }  // namespace
 
-int conv2d_weight_block(const Context& context) {
-    return context.unscheduled ? 0 : context.vector_width();
+ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool) {
+    if (context.unscheduled) return {};
+    ScheduleParameters defaults;
+    ParameterSpace space;
+    winograd_choice(context, g, defaults, space);
+    const ScheduleParameters p =
+        stored_or_default(context, conv_forward_signature(context, g, fused_pool), std::move(defaults), space);
+    return {context.vector_width(), p.at("winograd") != 0};
 }
+
+namespace {
+
+// Winograd's stages (conv2d_forward's WinogradStages): U once per call; V and the product M a row
+// of tiles at a time (two rows of outputs), inside the output's rows, or with `winograd_whole` both
+// whole at root, the product parallel over its 16 elements and channel blocks with every tile
+// inside (U's block for one element stays in the L1 cache for all of them: small maps, many
+// channels). The product is a 1x1 conv per element: the same register tile as the direct sum,
+// channel vectors x tiles along x, the input channels inside it.
+bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& context, const PoolForwardStages* pool,
+                               bool row_consumer, const ScheduleParameters& p) {
+    const ConvGeometry& g = s.geometry;
+    const int vw = context.vector_width();
+    const WinogradStages& w = s.winograd;
+    const bool whole = p.at("winograd_whole") != 0;
+
+    Func weight = w.weight;
+    const std::vector<Var> u = weight.args();  // (lane, ci, ex, ey, block)
+    weight.compute_root().bound(u[0], 0, vw).bound(u[2], 0, 4).bound(u[3], 0, 4);
+    weight.vectorize(u[0]).unroll(u[2]).unroll(u[3]).parallel(u[4]);
+    copy_at_root(s.padded_input, vw, g.in_channels);
+
+    Func out = s.output;
+    const std::vector<Var> v = out.args();
+    const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
+    // Each 2x2 block of outputs is one tile's: x % 2 and y % 2 are constants in the unrolled loops.
+    Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), rows("rows");
+    out.align_bounds(x, 2).align_bounds(y, 2);
+    out.split(c, co, ci, vw, TailStrategy::RoundUp)
+        .split(x, xo, xi, 2)
+        .split(y, yo, yi, 2)
+        .reorder(ci, xi, yi, co, xo, yo, n)
+        .vectorize(ci)
+        .unroll(xi)
+        .unroll(yi);
+    bool inside_consumer = false;
+    Halide::LoopLevel tile_row;
+    if (pool) {
+        Func p_out = pool->output;
+        const std::vector<Var> pv = p_out.args();
+        p_out.vectorize(pv[0], vw, TailStrategy::RoundUp);
+        inside_consumer = row_consumer;
+        if (inside_consumer) {
+            out.compute_at(p_out, pv[2]);
+        } else {
+            p_out.compute_root();
+            p_out.fuse(pv[2], pv[3], rows).parallel(rows);
+            out.compute_at(p_out, rows);
+        }
+        tile_row = Halide::LoopLevel(out, yo);
+    } else {
+        out.compute_root();
+        out.fuse(yo, n, rows).parallel(rows);
+        tile_row = Halide::LoopLevel(out, rows);
+    }
+
+    Func input = w.input, product = w.product;
+    const std::vector<Var> vi = input.args();  // (ci, ex, ey, tx, ty, n)
+    input.bound(vi[1], 0, 4).bound(vi[2], 0, 4);
+    input.vectorize(vi[0], vw, TailStrategy::RoundUp).unroll(vi[1]).unroll(vi[2]);
+    // The product's register tile is a Func of its own (the sum, computed per tile of the stored
+    // copy the output transform reads), so that its accumulators start at zero in registers rather
+    // than from a zeroed buffer in memory.
+    Func stored = product.in();
+    const std::vector<Var> m = stored.args();  // (co, ex, ey, tx, ty, n)
+    const Var &mc = m[0], &ex = m[1], &ey = m[2], &tx = m[3], &ty = m[4], &mn = m[5];
+    Var txo("txo"), txi("txi"), mco("mco"), mci("mci"), coo("coo"), coi("coi"), e("e"), task("task");
+    stored.split(tx, txo, txi, p.at("winograd_tile_x"), TailStrategy::RoundUp)
+        .split(mc, mco, mci, vw, TailStrategy::RoundUp)
+        .split(mco, coo, coi, p.at("winograd_channel_block"), TailStrategy::RoundUp)
+        .vectorize(mci)
+        .unroll(txi)
+        .unroll(coi);
+    if (whole) {
+        input.compute_root().fuse(vi[4], vi[5], rows).parallel(rows);
+        stored.compute_root()
+            .reorder(mci, txi, coi, txo, ty, mn, coo, ex, ey)
+            .fuse(ex, ey, e)
+            .fuse(coo, e, task)
+            .parallel(task);
+    } else {
+        input.compute_at(tile_row);
+        stored.compute_at(tile_row).reorder(mci, txi, coi, txo, coo, ex, ey, ty, mn);
+        // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
+        // two blocks went through the library's locked allocator (the conv3x3 layer: 4,096 a
+        // call; 1.1x slower).
+        const int64_t row_bytes = 16 * 4 * (g.out_width / 2 + p.at("winograd_tile_x")) *
+                                  (vectors_for(g.in_channels, vw) + vectors_for(g.out_channels, vw)) * vw;
+        if (row_bytes <= (int64_t(512) << 10)) {
+            input.store_in(Halide::MemoryType::Stack);
+            stored.store_in(Halide::MemoryType::Stack);
+        }
+    }
+    product.compute_at(stored, txo);
+    const std::vector<Var> t = product.args();
+    product.vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
+    product.update().reorder(t[0], t[3], w.reduction).vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
+    return inside_consumer;
+}
+
+}  // namespace
 
 bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,
                              bool row_consumer) {
@@ -183,8 +334,14 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const bool may_be_inside = pool != nullptr || row_consumer;
     defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
+    winograd_choice(context, g, defaults, space);
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
+    if ((p.at("winograd") != 0) != s.is_winograd()) {
+        throw std::logic_error("conv2d forward: defined " + std::string(s.is_winograd() ? "as" : "without") +
+                               " Winograd, scheduled otherwise (conv2d_algorithm and the schedule disagree)");
+    }
+    if (s.is_winograd()) return schedule_winograd_forward(s, context, pool, row_consumer, p);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
     // the conv (or its pool) a row at a time does.
     const bool inside_consumer = row_consumer && (pool != nullptr || !p.at("blocks_outer"));

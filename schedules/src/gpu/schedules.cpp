@@ -193,9 +193,10 @@ void register_tiled_conv(Conv2dForwardStages s, const ScheduleParameters& p) {
 
 }  // namespace
 
-// The threads of a block read neighbouring output channels' weights in one transaction as they are.
-int conv2d_weight_block(const Context&) {
-    return 0;
+// The threads of a block read neighbouring output channels' weights in one transaction as they
+// are; the direct sum (Winograd's transforms have no GPU schedule here).
+ConvAlgorithm conv2d_algorithm(const Context&, const ConvGeometry&, bool) {
+    return {};
 }
 
 bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,

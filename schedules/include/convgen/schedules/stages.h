@@ -39,15 +39,41 @@ struct AugmentationStages {
     std::vector<Halide::Func> resampled;  // images a later step reads at other positions or reduces
 };
 
+// How a conv's forward pass is computed, chosen before its Funcs are defined (conv2d_algorithm).
+struct ConvAlgorithm {
+    // > 0: the reduction reads its weights through a copy in blocks of this many output channels
+    // (Conv2dForwardStages::weight_blocks); 0: as they are, output channels innermost.
+    int weight_block = 0;
+    // Winograd's F(2x2, 3x3) instead of the direct sum, for a 3x3 conv of stride 1 over even-sized
+    // outputs: 16 multiplies per input channel for each 2x2 block of outputs, not 36.
+    bool winograd = false;
+};
+
+// Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+// 2016): the output's 2x2 block at tile (tx, ty) is A^T [U (.) V] A summed over the input
+// channels, U = G w G^T the 4x4 transform of each 3x3 filter and V = B^T d B that of the 4x4 input
+// patch d under the tile. The sum over input channels is a matrix product per element (ex, ey).
+struct WinogradStages {
+    Halide::Func weight;   // U: (lane, ci, ex, ey, block), output channel block * B + lane
+    Halide::Func input;    // V: (ci, ex, ey, tx, ty, n)
+    Halide::Func product;  // M: (co, ex, ey, tx, ty, n) = sum over ci of U * V
+    Halide::RDom reduction;  // over ci
+};
+
 struct Conv2dForwardStages {
     ConvGeometry geometry;
     Halide::Func padded_input;  // zero-extended input, (c, x, y, n)
     Halide::Func weight;        // zero-extended weights, (co, ci, kx, ky)
     // Undefined, or the weights as the reduction reads them, in blocks of B output channels:
-    // (lane, ci, kx, ky, block) holds output channel block * B + lane (conv2d_weight_block).
+    // (lane, ci, kx, ky, block) holds output channel block * B + lane (ConvAlgorithm::weight_block).
     Halide::Func weight_blocks;
-    Halide::Func output;  // bias, then the reduction over (ci, kx, ky)
-    Halide::RDom reduction;
+    // Direct: bias, then the reduction over (ci, kx, ky). Winograd: bias plus the output transform
+    // of winograd.product, a pure Func (the reduction is in the product).
+    Halide::Func output;
+    Halide::RDom reduction;  // direct only
+    WinogradStages winograd;  // defined with ConvAlgorithm::winograd only
+
+    bool is_winograd() const { return winograd.product.defined(); }
 };
 
 struct Conv2dBackwardStages {
