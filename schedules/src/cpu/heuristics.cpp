@@ -87,4 +87,17 @@ RegisterTile choose_register_tile(int channel_vectors, int64_t width, int regist
     return best;
 }
 
+RegisterTile choose_winograd_tile(int channel_vectors, int64_t tiles) {
+    RegisterTile tile{1, 1};
+    for (int block = 1; block <= channel_vectors; block++) {
+        if (channel_vectors % block != 0) continue;
+        for (int t = static_cast<int>(std::min<int64_t>(tiles, 4)); t <= tiles && block * t <= 16; t++) {
+            if (tiles % t != 0) continue;
+            const int accumulators = block * t, best = tile.channel_block * tile.tile_x;
+            if (accumulators > best || (accumulators == best && block > tile.channel_block)) tile = {block, t};
+        }
+    }
+    return tile;
+}
+
 }  // namespace convgen::schedules::cpu

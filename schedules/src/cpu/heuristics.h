@@ -49,4 +49,11 @@ struct RegisterTile {
 };
 RegisterTile choose_register_tile(int channel_vectors, int64_t width, int registers);
 
+// The register tile of Winograd's product over a row of `tiles` tiles (tile_x counts tiles).
+// Measured (bench/RESULTS.md, 2026-11-29): it ran fastest with at most 16 accumulators (24 or 28
+// ran up to 2x slower), a tile that divides the row (a rounded-up tail cost far more than its
+// share of work), at least 4 tiles per weight vector loaded, and of equal tiles the one with more
+// channel vectors (16 broadcasts from 16 tiles 2 KB apart stall).
+RegisterTile choose_winograd_tile(int channel_vectors, int64_t tiles);
+
 }  // namespace convgen::schedules::cpu

@@ -159,6 +159,24 @@ void channel_sum(Func f, TailStrategy tail, const Context& context) {
     f.update().vectorize(c, vw, tail);
 }
 
+// A conv fused into its max pool: the pool owns the loop nest and the conv rows one pool row needs
+// are computed inside it. A consumer that takes the pool a row at a time (`inside_consumer`: its
+// ReLU, a residual add) computes it inside its own row loop, so no pooled tensor is stored and
+// read back; otherwise the pool is stored, parallel over its rows.
+void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consumer, int vector_width) {
+    Func p_out = pool.output;
+    const std::vector<Var> pv = p_out.args();
+    p_out.vectorize(pv[0], vector_width, TailStrategy::RoundUp);
+    if (inside_consumer) {
+        conv.compute_at(p_out, pv[2]);
+    } else {
+        p_out.compute_root();
+        Var rows("rows");
+        p_out.fuse(pv[2], pv[3], rows).parallel(rows);
+        conv.compute_at(p_out, rows);
+    }
+}
+
 // Whether a conv may run as Winograd's F(2x2, 3x3) (`winograd`), whether it does by default, and
 // the product's own register tile (`winograd_tile_x` tiles of two pixels by
 // `winograd_channel_block` vectors) and loop order (`winograd_whole`: the product stored whole,
@@ -178,19 +196,7 @@ void winograd_choice(const Context& context, const ConvGeometry& g, SchedulePara
     if (!offered) return;
     const int64_t tiles = g.out_width / 2;
     const int channel_vectors = vectors_for(g.out_channels, context.vector_width());
-    // Measured (bench/RESULTS.md, 2026-11-29): the product ran fastest with at most 16 accumulators
-    // (24 or 28 ran up to 2x slower), a tile that divides the row of tiles (a rounded-up tail cost
-    // far more than its share of work), at least 4 tiles per weight vector loaded, and of equal
-    // tiles the one with more channel vectors (16 broadcasts from 16 tiles 2 KB apart stall).
-    RegisterTile tile{1, 1};
-    for (int block = 1; block <= channel_vectors; block++) {
-        if (channel_vectors % block != 0) continue;
-        for (int t = static_cast<int>(std::min<int64_t>(tiles, 4)); t <= tiles && block * t <= 16; t++) {
-            if (tiles % t != 0) continue;
-            const int accumulators = block * t, best = tile.channel_block * tile.tile_x;
-            if (accumulators > best || (accumulators == best && block > tile.channel_block)) tile = {block, t};
-        }
-    }
+    const RegisterTile tile = choose_winograd_tile(channel_vectors, tiles);
     std::vector<int> tile_widths;
     for (int t = 1; t <= std::min<int64_t>(tiles, registers(context) - 2); t++) tile_widths.push_back(t);
     space["winograd_tile_x"] = tile_widths;
@@ -251,17 +257,8 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     bool inside_consumer = false;
     Halide::LoopLevel tile_row;
     if (pool) {
-        Func p_out = pool->output;
-        const std::vector<Var> pv = p_out.args();
-        p_out.vectorize(pv[0], vw, TailStrategy::RoundUp);
         inside_consumer = row_consumer;
-        if (inside_consumer) {
-            out.compute_at(p_out, pv[2]);
-        } else {
-            p_out.compute_root();
-            p_out.fuse(pv[2], pv[3], rows).parallel(rows);
-            out.compute_at(p_out, rows);
-        }
+        compute_in_pool(out, *pool, inside_consumer, vw);
         tile_row = Halide::LoopLevel(out, yo);
     } else {
         out.compute_root();
@@ -299,7 +296,8 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
         // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
         // two blocks went through the library's locked allocator (the conv3x3 layer: 4,096 a
         // call; 1.1x slower).
-        const int64_t row_bytes = 16 * 4 * (g.out_width / 2 + p.at("winograd_tile_x")) *
+        const int64_t tiles = g.out_width / 2, tile_x = p.at("winograd_tile_x");
+        const int64_t row_bytes = 16 * 4 * ((tiles + tile_x - 1) / tile_x * tile_x) *
                                   (vectors_for(g.in_channels, vw) + vectors_for(g.out_channels, vw)) * vw;
         if (row_bytes <= (int64_t(512) << 10)) {
             input.store_in(Halide::MemoryType::Stack);
@@ -366,20 +364,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     // lanes in order (c % B and c / B simplify) rather than gathering.
     if (s.weight_blocks.defined()) out.align_bounds(c, vw);
     if (pool) {
-        // The pool owns the conv's loop nest: the conv rows one pool row needs are computed inside
-        // it. A consumer that takes the pool a row at a time (its ReLU, a residual add) computes
-        // it inside its own row loop, so no pooled tensor is stored and read back.
-        Func p_out = pool->output;
-        const std::vector<Var> pv = p_out.args();
-        p_out.vectorize(pv[0], vw, TailStrategy::RoundUp);
-        if (inside_consumer) {
-            out.compute_at(p_out, pv[2]);
-        } else {
-            p_out.compute_root();
-            Var rows("rows");
-            p_out.fuse(pv[2], pv[3], rows).parallel(rows);
-            out.compute_at(p_out, rows);
-        }
+        compute_in_pool(out, *pool, inside_consumer, vw);
     } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
