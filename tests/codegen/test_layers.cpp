@@ -308,14 +308,15 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
 
 TEST_CASE("every conv schedule in the autotuner's parameter space computes the same numbers") {
     // Random points of each stage's space (register tiles, channel blocks, blocks outermost,
-    // batch chunks, vectors along x, Winograd or the direct sum), written into a database as the
-    // tuner writes them.
+    // batch chunks, ky taps in the tile, vectors along x, Winograd or the direct sum), written
+    // into a database as the tuner writes them.
     const ConvCase cases[] = {
         {2, 40, 7, 9, 48, 3, 1, 1},   // six channel vectors: blocks of 1, 2 or 3, outermost or not
         {3, 6, 6, 7, 16, 3, 2, 1},    // strided, two output vectors
         {2, 16, 5, 6, 40, 1, 1, 0},   // 1x1, five output vectors
         {1, 24, 5, 5, 72, 3, 1, 1},   // at least four vectors at either width, the last one partly
-        {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row
+        {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row;
+                                      // the weight gradient's 27 accumulators with the ky taps
         {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
     };
     std::mt19937 random(11);
@@ -344,6 +345,7 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                     if (name == "blocks_outer" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
                     // Vectors along x and along the channels, whatever the draw.
                     if (name == "x_vectors" && values.size() > 1) parameters[name] = draw == 0 ? values.back() : 0;
+                    if (name == "ky_unrolled" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
                     // Winograd's (product whole, then a row of tiles at a time) and the direct sum.
                     if (name == "winograd" && values.size() > 1) parameters[name] = draw == 1 ? 0 : 1;
                     if (name == "winograd_whole") parameters[name] = draw == 0 ? 1 : 0;

@@ -401,8 +401,9 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
 
-    // dW(o, i, kx, ky): vectors over o, the kx taps unrolled so one d_output vector feeds k FMAs;
-    // the batch is split into chunks reduced in parallel, then summed. (A frozen layer has none.)
+    // dW(o, i, kx, ky): vectors over o, the kx (and maybe ky) taps unrolled so one d_output vector
+    // feeds k (k * k) FMAs; the batch is split into chunks reduced in parallel, then summed. (A
+    // frozen layer has none.)
     if (s.weight_grad.defined()) {
         copy_at_root(s.padded_input, vw, g.in_channels);
         Func w = s.weight_grad;
@@ -419,10 +420,17 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         const std::vector<int> o_blocks = divisors(o_vectors, 4), i_blocks = divisors(group_inputs, registers(context));
         int i_block = std::max(1, (registers(context) - 4) / (o_blocks.back() * k));
         while (group_inputs % i_block != 0) i_block--;
+        // `ky_unrolled`: the ky taps in the tile too, where it fits the registers, so that a conv
+        // with few channels (LeNet-5's conv1: one input, one vector of outputs, 5 accumulators
+        // for 5 kx taps) has enough independent accumulators to hide the FMA's latency.
+        const bool ky_fits = o_blocks.back() * i_block * k * k <= registers(context) - 4;
         const ScheduleParameters p =
             choose(context, conv_signature("conv2d_weight_grad", g, false),
-                   {{"batch_chunk", 8}, {"o_block", o_blocks.back()}, {"i_block", i_block}},
-                   {{"batch_chunk", {1, 2, 4, 8, 16, 32}}, {"o_block", o_blocks}, {"i_block", i_blocks}});
+                   {{"batch_chunk", 8}, {"o_block", o_blocks.back()}, {"i_block", i_block}, {"ky_unrolled", ky_fits}},
+                   {{"batch_chunk", {1, 2, 4, 8, 16, 32}},
+                    {"o_block", o_blocks},
+                    {"i_block", i_blocks},
+                    {"ky_unrolled", ky_fits ? std::vector<int>{0, 1} : std::vector<int>{0}}});
         w.compute_root();
         w.vectorize(v[0], vw, TailStrategy::RoundUp);
         RVar chunk("chunk"), within("within");
@@ -433,16 +441,20 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
         partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
         Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
-        partial.update()
-            .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
+        const bool ky_unrolled = p.at("ky_unrolled") != 0;
+        std::vector<Halide::VarOrRVar> order = {oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, u};
+        order.insert(ky_unrolled ? order.begin() + 2 : order.end() - 1, pv[3]);
+        Halide::Stage update = partial.update();
+        update.split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
             .split(oo, ooo, ooi, p.at("o_block"), TailStrategy::RoundUp)
             .split(pv[1], io, ii, p.at("i_block"), TailStrategy::RoundUp)
-            .reorder(oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, pv[3], u)
+            .reorder(order)
             .vectorize(oi)
             .unroll(pv[2])
             .unroll(ii)
             .unroll(ooi)
             .parallel(u);
+        if (ky_unrolled) update.unroll(pv[3]);
         w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
     }
     // Summed a row at a time in parallel: one serial chain of adds over every pixel of the batch
