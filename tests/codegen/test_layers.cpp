@@ -315,7 +315,8 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
         {3, 6, 6, 7, 16, 3, 2, 1},    // strided, two output vectors
         {2, 16, 5, 6, 40, 1, 1, 0},   // 1x1, five output vectors
         {1, 24, 5, 5, 72, 3, 1, 1},   // at least four vectors at either width, the last one partly
-        {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row;
+        {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row,
+                                      // its sum over outputs in parts;
                                       // the weight gradient's 27 accumulators with the ky taps
         {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
     };
@@ -343,8 +344,14 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                     parameters[name] = values[std::uniform_int_distribution<size_t>(0, values.size() - 1)(random)];
                     // Both loop orders, whatever the draw: channel blocks outermost in the first only.
                     if (name == "blocks_outer" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
-                    // Vectors along x and along the channels, whatever the draw.
-                    if (name == "x_vectors" && values.size() > 1) parameters[name] = draw == 0 ? values.back() : 0;
+                    // Vectors along x: the most in the first draw, one in the third; its sum over
+                    // the output channels in the most parts, then in two.
+                    if (name == "x_vectors" && values.size() > 1) {
+                        parameters[name] = draw == 0 ? values.back() : draw == 2 ? values[1] : 0;
+                    }
+                    if (name == "output_parts" && values.size() > 1) {
+                        parameters[name] = draw == 0 ? values.back() : values[1];
+                    }
                     if (name == "ky_unrolled" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
                     // Winograd's (product whole, then a row of tiles at a time) and the direct sum.
                     if (name == "winograd" && values.size() > 1) parameters[name] = draw == 1 ? 0 : 1;
