@@ -1052,7 +1052,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
         schedules::ParameterUpdateStages update = sgd_momentum_update(
             name, value, velocity, gradient, dims, learning_rate, k.scalar(SlotKind::momentum),
             k.scalar(SlotKind::weight_decay));
-        update.innermost_extent = layout.internal_extents[0];
+        update.extents = layout.internal_extents;
         schedules::schedule_parameter_update(update, k.context);
         k.output({SlotKind::new_value, p}, update.new_value, layout.internal_extents, false);
         k.output({SlotKind::new_velocity, p}, update.new_velocity, layout.internal_extents, false);

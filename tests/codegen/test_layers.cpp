@@ -805,7 +805,7 @@ void check_sgd(const std::vector<int>& extents, unsigned seed) {
     schedules::ParameterUpdateStages stages =
         sgd_momentum_update("weight", Func(value_buffer), Func(velocity_buffer), Func(gradient_buffer),
                             static_cast<int>(extents.size()), learning_rate, momentum, weight_decay);
-    stages.innermost_extent = extents[0];
+    stages.extents.assign(extents.begin(), extents.end());
     cpu::schedule_parameter_update(stages, cpu_context(true));
     Buffer<float> new_value(extents), new_velocity(extents);
     if (!realize({stages.new_value, stages.new_velocity}, {new_value, new_velocity})) return;
@@ -819,6 +819,7 @@ void check_sgd(const std::vector<int>& extents, unsigned seed) {
 TEST_CASE("the SGD update is PyTorch's: v' = momentum * v + g + weight_decay * w, w' = w - lr * v'") {
     check_sgd({13}, 700);          // a bias longer than a vector, with a tail
     check_sgd({6, 3, 5, 5}, 701);  // a conv weight (o, i, kx, ky)
+    check_sgd({120, 16, 5, 5}, 702);  // LeNet-5's dense1 as laid out: large enough to run in parallel
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -164,7 +164,7 @@ struct LossStages {
 
 struct ParameterUpdateStages {
     int dimensions = 1;
-    int64_t innermost_extent = 0;
+    std::vector<int64_t> extents;  // the parameter's internal layout, innermost first
     Halide::Func new_value, new_velocity;
 };
 
