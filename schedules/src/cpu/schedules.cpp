@@ -64,6 +64,18 @@ void stored_elementwise(Func f, int vector_width) {
     if (v.size() >= 2) f.parallel(v.back());  // one task per sample, as for copies
 }
 
+// Dims v[first], v[first + 1], ... of a stage fused into one loop (innermost first), returned:
+// one parallel loop over several short outer dims.
+Var fused_dims(Halide::Stage stage, const std::vector<Var>& v, size_t first) {
+    Var outer = v[first];
+    for (size_t d = first + 1; d < v.size(); d++) {
+        Var fused(outer.name() + "_" + v[d].name());
+        stage.fuse(outer, v[d], fused);
+        outer = fused;
+    }
+    return outer;
+}
+
 // A copy of a weight Func for `consumer`, stored with its second dim innermost. With
 // `padded_extent`, that dim is computed over [0, padded_extent) so that every lane a rounded-up
 // vector loop reads is written (the weight Func must then be defined there: zero-extended).
@@ -672,13 +684,7 @@ void schedule_dense_backward(DenseBackwardStages s, const Context& context) {
             .vectorize(oi)
             .unroll(ii);
         if (v.size() > 2) {
-            Var outer = v[2];
-            for (size_t d = 3; d < v.size(); d++) {
-                Var fused("fused_" + std::to_string(d));
-                update.fuse(outer, v[d], fused);
-                outer = fused;
-            }
-            update.parallel(outer);
+            update.parallel(fused_dims(update, v, 2));
         } else {
             update.parallel(io);
         }
@@ -821,18 +827,11 @@ void schedule_parameter_update(ParameterUpdateStages s, const Context& context) 
     constexpr int64_t parallel_elements = 16384;
     const int64_t elements =
         std::accumulate(s.extents.begin(), s.extents.end(), int64_t{1}, std::multiplies<int64_t>());
-    Var rows("rows");
     for (Func f : {s.new_velocity, s.new_value}) {
         const std::vector<Var> v = f.args();
         if (s.extents[0] >= vw) f.vectorize(v[0], vw, TailStrategy::GuardWithIf);
         if (v.size() < 2) continue;
-        Var outer = v.back();
-        for (size_t d = v.size() - 2; d >= 1; d--) {
-            Var fused("fused_" + std::to_string(d));
-            f.fuse(v[d], outer, fused);
-            outer = fused;
-        }
-        f.rename(outer, rows);
+        const Var rows = fused_dims(f, v, 1);
         if (elements >= parallel_elements) f.parallel(rows);
     }
 }
