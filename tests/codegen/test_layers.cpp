@@ -315,9 +315,9 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
         {3, 6, 6, 7, 16, 3, 2, 1},    // strided, two output vectors
         {2, 16, 5, 6, 40, 1, 1, 0},   // 1x1, five output vectors
         {1, 24, 5, 5, 72, 3, 1, 1},   // at least four vectors at either width, the last one partly
-        {2, 3, 6, 20, 8, 3, 1, 1},    // three input channels: input gradient vectors along x, two per row,
-                                      // its sum over outputs in parts;
-                                      // the weight gradient's 27 accumulators with the ky taps
+        {2, 3, 6, 20, 8, 3, 1, 1},    // three inputs, eight outputs: the forward and the input gradient
+                                      // vectorised along x, two vectors per row, the gradient's sum over
+                                      // outputs in parts; the weight gradient's 27 accumulators with the ky taps
         {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
     };
     std::mt19937 random(11);
@@ -960,8 +960,8 @@ ConvPoolTensors conv_pool_tensors(const ConvPoolCase& t, Random& random) {
 }
 
 const ConvPoolCase conv_pool_cases[] = {
-    {{1, 1, 12, 12, 6, 5, 1, 2}, 2, 2, 0},  // LeNet's first block, smaller
-    {{3, 3, 11, 9, 8, 3, 1, 1}, 3, 2, 1},   // overlapping pool windows with padding, odd sizes
+    {{1, 1, 12, 12, 6, 5, 1, 2}, 2, 2, 0},  // LeNet's first block, smaller: conv and pool vectorised along x
+    {{3, 3, 11, 9, 8, 3, 1, 1}, 3, 2, 1},   // overlapping pool windows with padding, odd sizes, along x
     {{2, 6, 9, 10, 16, 3, 2, 0}, 2, 2, 0},  // strided conv, two channel vectors, odd pooled input
     {{2, 16, 8, 10, 32, 3, 1, 1}, 2, 2, 0},  // Winograd's 2x2 output tiles under 2x2 pool windows
     {{1, 16, 6, 6, 16, 3, 1, 1}, 3, 2, 1},   // Winograd's tiles under overlapping, padded windows

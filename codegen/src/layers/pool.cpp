@@ -56,6 +56,21 @@ Expr reciprocal_window_size(const PoolGeometry& g, const Expr& x, const Expr& y)
     return 1.0f / Halide::cast<float>(count(x, g.in_width) * count(y, g.in_height));
 }
 
+// The input as the windows read it: extended with `fill` where a window reaches past an edge
+// (padding, a ceil_mode window), else the input itself, unguarded: a fused conv's pool vectorised
+// along x reads a vector of windows, rounded up past the last, from the conv computed there
+// (clamped x and a select would make each such read a gather).
+Func window_input(const Value& input, const PoolGeometry& g, const std::string& name, const Expr& fill) {
+    const int64_t s = g.stride, k = g.kernel;
+    const bool within =
+        g.padding == 0 && (g.out_width - 1) * s + k <= g.in_width && (g.out_height - 1) * s + k <= g.in_height;
+    if (!within) return spatially_extended(input, name, fill);
+    const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+    Func read(name);
+    read(c, x, y, n) = input.func(c, x, y, n);
+    return read;
+}
+
 Halide::Type argmax_type(const PoolGeometry& g) {
     return g.kernel * g.kernel <= 256 ? Halide::UInt(8) : Halide::Int(32);
 }
@@ -67,8 +82,7 @@ schedules::PoolForwardStages max_pool_forward(const std::string& name, const Val
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     schedules::PoolForwardStages stages;
     stages.geometry = g;
-    stages.padded_input =
-        spatially_extended(input, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
+    stages.padded_input = window_input(input, g, name + "_padded_input", Expr(-std::numeric_limits<float>::infinity()));
     const int k = static_cast<int>(g.kernel);
     // Strictly greater keeps the first maximum in row-major order, as PyTorch does.
     Expr best = window_read(stages, 0, 0);
@@ -113,7 +127,7 @@ schedules::PoolForwardStages avg_pool_forward(const std::string& name, const Val
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     schedules::PoolForwardStages stages;
     stages.geometry = g;
-    stages.padded_input = spatially_extended(input, name + "_padded_input");
+    stages.padded_input = window_input(input, g, name + "_padded_input", 0.0f);
     const int k = static_cast<int>(g.kernel);
     Expr sum = 0.0f;
     for (int ky = 0; ky < k; ky++) {

@@ -152,6 +152,55 @@ Var register_tiled(Halide::Stage update, const Var& c, const Var& x, const Halid
     return coo;
 }
 
+// `x_vectors` > 0: a conv-shaped stage (a forward conv over its outputs, an input gradient over
+// its inputs) vectorised along x instead of along its `channels`, that many vectors per register
+// tile, and every channel an accumulator of its own. Fewer channels than half a vector (LeNet-5's
+// conv1 writes 6, its conv2 reads 6, in 16 lanes) waste most of a channel vector. Stride 1, no
+// dilation and no groups: a vector of x then reads one contiguous run of a copy stored x innermost.
+void x_vectors_choice(const Context& context, const ConvGeometry& g, int64_t channels, int64_t width,
+                      ScheduleParameters& defaults, ParameterSpace& space) {
+    const int vw = context.vector_width();
+    const int max_x_vectors =
+        std::min(vectors_for(width, vw), (registers(context) - 3) / static_cast<int>(std::max<int64_t>(channels, 1)));
+    space["x_vectors"] = {0};
+    defaults["x_vectors"] = 0;
+    if (g.stride == 1 && g.dilation == 1 && g.groups == 1 && channels < vw && max_x_vectors >= 1) {
+        for (int k = 1; k <= max_x_vectors; k++) space["x_vectors"].push_back(k);
+        if (2 * channels <= vw && 2 * width >= vw) defaults["x_vectors"] = max_x_vectors;
+    }
+}
+
+// A zero-extended copy read by a stage vectorised along x: stored x innermost, in vectors along x.
+void stored_along_x(Func copy, int vector_width) {
+    const std::vector<Var> v = copy.args();
+    copy.reorder(v[1], v[0], v[2], v[3])
+        .reorder_storage(v[1], v[0], v[2], v[3])
+        .vectorize(v[1], vector_width, TailStrategy::RoundUp);
+}
+
+// The register tile of a conv-shaped update vectorised along x: x_vectors vectors of x by every
+// one of `channels` channels (and `parts` of a split sum, if any) inside the `reduction`, then the
+// tiles along x and the channels, `outer` outside.
+void x_vector_tiled(Halide::Stage update, const Var& c, const Var& x, int64_t channels, int x_vectors,
+                    const std::vector<Halide::VarOrRVar>& parts, const std::vector<Halide::VarOrRVar>& reduction,
+                    const std::vector<Halide::VarOrRVar>& outer, int vector_width) {
+    Var xo("xo"), xt("xt"), xm("xm"), xi("xi"), co("co"), ci("ci");
+    std::vector<Halide::VarOrRVar> order = {xi, ci};
+    order.insert(order.end(), parts.begin(), parts.end());
+    order.push_back(xm);
+    order.insert(order.end(), reduction.begin(), reduction.end());
+    order.insert(order.end(), {xo, co});
+    order.insert(order.end(), outer.begin(), outer.end());
+    update.split(x, xo, xt, vector_width * x_vectors, TailStrategy::RoundUp)
+        .split(xt, xm, xi, vector_width)
+        .split(c, co, ci, static_cast<int>(channels), TailStrategy::RoundUp)
+        .reorder(order)
+        .vectorize(xi)
+        .unroll(ci)
+        .unroll(xm);
+    for (const Halide::VarOrRVar& part : parts) update.unroll(part);
+}
+
 TailStrategy channel_tail(int64_t channels, int vector_width) {
     return channels % vector_width == 0 ? TailStrategy::RoundUp : TailStrategy::GuardWithIf;
 }
@@ -180,10 +229,16 @@ void channel_sum(Func f, TailStrategy tail, const Context& context) {
 // are computed inside it. A consumer that takes the pool a row at a time (`inside_consumer`: its
 // ReLU, a residual add) computes it inside its own row loop, so no pooled tensor is stored and
 // read back; otherwise the pool is stored, parallel over its rows.
-void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consumer, int vector_width) {
+// `along_x`: the conv is vectorised along x, and the pool too, stored x innermost.
+void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consumer, bool along_x, int vector_width) {
     Func p_out = pool.output;
     const std::vector<Var> pv = p_out.args();
-    p_out.vectorize(pv[0], vector_width, TailStrategy::RoundUp);
+    if (along_x) {
+        p_out.reorder(pv[1], pv[0], pv[2], pv[3]).reorder_storage(pv[1], pv[0], pv[2], pv[3]);
+        p_out.vectorize(pv[1], vector_width, TailStrategy::RoundUp);
+    } else {
+        p_out.vectorize(pv[0], vector_width, TailStrategy::RoundUp);
+    }
     if (inside_consumer) {
         conv.compute_at(p_out, pv[2]);
     } else {
@@ -275,7 +330,7 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     Halide::LoopLevel tile_row;
     if (pool) {
         inside_consumer = row_consumer;
-        compute_in_pool(out, *pool, inside_consumer, vw);
+        compute_in_pool(out, *pool, inside_consumer, false, vw);
         tile_row = Halide::LoopLevel(out, yo);
     } else {
         out.compute_root();
@@ -350,6 +405,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
     winograd_choice(context, g, defaults, space);
+    x_vectors_choice(context, g, g.out_channels, g.out_width, defaults, space);
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
     if ((p.at("winograd") != 0) != s.is_winograd()) {
@@ -368,7 +424,15 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         // whole vectors.
         s.weight.bound(s.weight.args()[0], 0, static_cast<int>(channel_vectors * vw));
     }
-    if (!stored_whole && p.at("input_per_row")) {
+    const int x_vectors = p.at("x_vectors");
+    if (x_vectors > 0) {
+        stored_along_x(s.padded_input, vw);
+        if (!stored_whole && p.at("input_per_row")) {
+            s.padded_input.compute_at(s.output, s.output.args().back());
+        } else {
+            s.padded_input.compute_root().parallel(s.padded_input.args().back());
+        }
+    } else if (!stored_whole && p.at("input_per_row")) {
         copy_per_consumer(s.padded_input, s.output, vw, g.in_channels);
     } else {
         copy_at_root(s.padded_input, vw, g.in_channels);
@@ -377,11 +441,35 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     Func out = s.output;
     const std::vector<Var> v = out.args();
     const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
+    if (x_vectors > 0) {
+        out.reorder_storage(x, c, y, n);
+        if (pool) {
+            compute_in_pool(out, *pool, inside_consumer, true, vw);
+        } else if (stored_whole) {
+            out.compute_root();
+            Var rows("rows");
+            out.fuse(y, n, rows).parallel(rows);
+        }
+        out.vectorize(x, vw, TailStrategy::RoundUp);
+        Halide::Stage update = out.update();
+        x_vector_tiled(update, c, x, g.out_channels, x_vectors, {}, {s.reduction.x, s.reduction.y, s.reduction.z},
+                       stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{}, vw);
+        if (p.at("unroll_kx")) update.unroll(s.reduction.y);
+        if (stored_whole) {
+            Var rows("rows");
+            update.fuse(y, n, rows).parallel(rows);
+        }
+        if (s.weight_blocks.defined()) {
+            Func blocks = s.weight_blocks;
+            blocks.bound(blocks.args()[0], 0, vw).vectorize(blocks.args()[0]).compute_root();
+        }
+        return inside_consumer;
+    }
     // The channels computed start on a whole vector, so that a vector of them reads one block's
     // lanes in order (c % B and c / B simplify) rather than gathering.
     if (s.weight_blocks.defined()) out.align_bounds(c, vw);
     if (pool) {
-        compute_in_pool(out, *pool, inside_consumer, vw);
+        compute_in_pool(out, *pool, inside_consumer, false, vw);
     } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
@@ -485,19 +573,7 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         const int channel_vectors = vectors_for(g.in_channels, vw);
         ScheduleParameters defaults = register_tile_defaults(context, g.in_channels, g.in_width, g.kernel);
         ParameterSpace space = register_tile_space(context, g.in_channels, g.in_width, true);
-        // `x_vectors` > 0: vectors along x instead of along the input channels, that many per
-        // register tile, and every channel an accumulator of its own. Fewer input channels than
-        // half a vector (LeNet-5's conv2 reads 6 in 16 lanes) waste most of a channel vector.
-        // Stride 1 and no groups: a vector of x then reads one contiguous run of the output
-        // gradient, which is copied with x innermost for it.
-        const int row_vectors = vectors_for(g.in_width, vw);
-        const int max_x_vectors = std::min(row_vectors, (registers(context) - 3) / static_cast<int>(g.in_channels));
-        space["x_vectors"] = {0};
-        defaults["x_vectors"] = 0;
-        if (g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.in_channels < vw && max_x_vectors >= 1) {
-            for (int k = 1; k <= max_x_vectors; k++) space["x_vectors"].push_back(k);
-            if (2 * g.in_channels <= vw && 2 * g.in_width >= vw) defaults["x_vectors"] = max_x_vectors;
-        }
+        x_vectors_choice(context, g, g.in_channels, g.in_width, defaults, space);
         // `output_parts` (vectors along x only): the sum over output channels split into that many
         // interleaved parts, each with its own accumulators, added at the end. One x vector of 6
         // channels is 6 accumulators, fewer than the 8 FMAs in flight (4 cycles' latency, 2 a cycle)
@@ -529,12 +605,8 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         Func reads_weights = din;
         if (x_vectors > 0) {
             Func padded = s.padded_output_grad;
-            const std::vector<Var> pv = padded.args();
-            padded.compute_root()
-                .reorder(pv[1], pv[0], pv[2], pv[3])
-                .reorder_storage(pv[1], pv[0], pv[2], pv[3])
-                .vectorize(pv[1], vw, TailStrategy::RoundUp)
-                .parallel(pv[3]);
+            stored_along_x(padded, vw);
+            padded.compute_root().parallel(padded.args().back());
             din.reorder_storage(x, c, y, n).vectorize(x, vw, TailStrategy::RoundUp);
             const int parts = p.at("output_parts");
             Halide::Stage sum = update;
@@ -550,19 +622,13 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
                 sum = partial.update();
                 din.update().vectorize(x, vw, TailStrategy::RoundUp).unroll(ri);
             }
-            Var xo("xo"), xt("xt"), xm("xm"), xi("xi"), co("co"), ci("ci");
             const Halide::VarOrRVar output_channels = parts > 1 ? Halide::VarOrRVar(ro) : Halide::VarOrRVar(r.x);
-            std::vector<Halide::VarOrRVar> order = {xi, ci, xm, output_channels, r.y, r.z, xo, co};
-            if (parts > 1) order.insert(order.begin() + 2, part);
-            if (!inside_consumer && parts == 1) order.insert(order.end(), {y, n});
-            sum.split(x, xo, xt, vw * x_vectors, TailStrategy::RoundUp)
-                .split(xt, xm, xi, vw)
-                .split(c, co, ci, static_cast<int>(g.in_channels), TailStrategy::RoundUp)
-                .reorder(order)
-                .vectorize(xi)
-                .unroll(ci)
-                .unroll(xm);
-            if (parts > 1) sum.unroll(part);
+            x_vector_tiled(sum, c, x, g.in_channels, x_vectors,
+                           parts > 1 ? std::vector<Halide::VarOrRVar>{part} : std::vector<Halide::VarOrRVar>{},
+                           {output_channels, r.y, r.z},
+                           !inside_consumer && parts == 1 ? std::vector<Halide::VarOrRVar>{y, n}
+                                                          : std::vector<Halide::VarOrRVar>{},
+                           vw);
         } else {
             copy_at_root(s.padded_output_grad, vw, g.out_channels);
             din.vectorize(c, vw, TailStrategy::RoundUp);
