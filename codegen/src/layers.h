@@ -25,6 +25,13 @@ using schedules::PoolGeometry;
 // `bounded` holds the extents of the leading dims; `unbounded_dims` trailing dims (the batch) pass through.
 Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>& bounded, int unbounded_dims,
                            const std::string& name, const Halide::Expr& fill = 0.0f);
+// The same, but the channel index (the first dim) is not clamped, only promised to Halide's
+// bounds inference to lie in [0, extent): a vector of channels rounded up past the last one is one
+// load running on into the next pixel's channels, its lanes past the end replaced by `fill`,
+// instead of a gather. Only for a tensor that may be read a vector past its last element: the
+// library's workspace tensors on a CPU (model_library.cpp.in: Workspace::reserved).
+Halide::Func channel_overread_extended(const Halide::Func& func, const std::vector<int64_t>& bounded,
+                                       int unbounded_dims, const std::string& name, const Halide::Expr& fill);
 inline Halide::Func zero_extended(const Value& value, const std::string& name, const Halide::Expr& fill = 0.0f) {
     return zero_extended(value.func, value.extents, 1, name, fill);
 }

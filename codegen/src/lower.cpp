@@ -203,11 +203,18 @@ class Kernel {
         if (batched && !batch.defined()) batch = param.dim(dims - 1).extent();
         add_input(slot, param);
         // Schedules round channel loops up to whole vectors; where the channels are not a whole
-        // number of vectors, the lanes past the end read zeros instead of past the buffer.
+        // number of vectors, the lanes past the end read zeros instead of past the buffer. A
+        // workspace tensor on a CPU has a vector's worth of memory after it, so its channels are
+        // read past the end and the extra lanes zeroed: a load, not a gather (LeNet-5's tensors
+        // of 6 channels).
         if (extents.size() >= 1 && extents[0] % context.vector_width() != 0) {
             const Expr zero = is_uint8 ? Halide::cast<uint8_t>(0) : Expr(0.0f);
-            return Value{zero_extended(Func(param), extents, batched ? 1 : 0, param.name() + "_bounded", zero),
-                         extents};
+            const std::string name = param.name() + "_bounded";
+            const int unbounded = batched ? 1 : 0;
+            if (slot.kind == SlotKind::tensor && !context.gpu()) {
+                return Value{channel_overread_extended(Func(param), extents, unbounded, name, zero), extents};
+            }
+            return Value{zero_extended(Func(param), extents, unbounded, name, zero), extents};
         }
         return Value{Func(param), extents};
     }

@@ -66,17 +66,20 @@ class CallBuffers {
                     const codegen::ProgramTensor& t = program.tensors[static_cast<size_t>(slot.index)];
                     std::vector<int64_t> extents = t.extents;
                     if (t.batched) extents.push_back(batch);
+                    // A view: its channels of a buffer laid out as its storage, at mins 0.
+                    if (t.storage >= 0) extents[0] = program.tensors[static_cast<size_t>(t.storage)].extents[0];
+                    // As in the library's workspace, memory past the end: a kernel may read a
+                    // vector of channels past the last (codegen's Kernel::tensor).
+                    const int last = static_cast<int>(extents.size()) - 1;
+                    if (last >= 0) extents[static_cast<size_t>(last)] += 1;
+                    buffer = make(t.is_uint8 ? Halide::UInt(8) : Halide::Float(32), extents);
+                    if (last >= 0) buffer.crop(last, 0, static_cast<int>(extents[static_cast<size_t>(last)] - 1));
                     if (t.storage >= 0) {
-                        // A view: its channels of a buffer laid out as its storage, at mins 0.
-                        extents[0] = program.tensors[static_cast<size_t>(t.storage)].extents[0];
                         const int offset = static_cast<int>(t.channel_offset),
                                   channels = static_cast<int>(t.extents[0]);
-                        buffer = make(Halide::Float(32), extents);
                         buffer.crop(0, offset, channels);
                         buffer.translate(0, -offset);
-                        break;
                     }
-                    buffer = make(t.is_uint8 ? Halide::UInt(8) : Halide::Float(32), extents);
                     break;
                 }
                 case SlotKind::value:

@@ -7,9 +7,10 @@ namespace convgen::codegen {
 namespace {
 
 // `func` read with each dim clamped to [0, extent) and `fill` outside; a dim without an extent
-// passes through unclamped.
+// passes through unclamped. With `channels_promised`, the first dim is only promised to lie there
+// (see channel_overread_extended).
 Halide::Func extended(const Halide::Func& func, const std::vector<std::optional<int64_t>>& extents,
-                      const std::string& name, const Halide::Expr& fill) {
+                      const std::string& name, const Halide::Expr& fill, bool channels_promised = false) {
     const std::vector<Halide::Var> vars = numbered_vars("d", static_cast<int>(extents.size()));
     std::vector<Halide::Expr> clamped;
     Halide::Expr inside = Halide::Internal::const_true();
@@ -21,7 +22,8 @@ Halide::Func extended(const Halide::Func& func, const std::vector<std::optional<
         }
         const int extent = static_cast<int>(*extents[d]);
         inside = inside && v >= 0 && v < extent;
-        clamped.push_back(Halide::clamp(v, 0, extent - 1));
+        clamped.push_back(d == 0 && channels_promised ? Halide::unsafe_promise_clamped(v, 0, extent - 1)
+                                                      : Halide::clamp(v, 0, extent - 1));
     }
     Halide::Func result(name);
     std::vector<Halide::Expr> args(vars.begin(), vars.end());
@@ -36,6 +38,13 @@ Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>&
     std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
     extents.resize(bounded.size() + unbounded_dims);
     return extended(func, extents, name, fill);
+}
+
+Halide::Func channel_overread_extended(const Halide::Func& func, const std::vector<int64_t>& bounded,
+                                       int unbounded_dims, const std::string& name, const Halide::Expr& fill) {
+    std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
+    extents.resize(bounded.size() + unbounded_dims);
+    return extended(func, extents, name, fill, true);
 }
 
 Halide::Func spatially_extended(const Value& image, const std::string& name, const Halide::Expr& fill) {
