@@ -603,6 +603,7 @@ TEST_CASE("dense forward and its gradients match PyTorch's linear layer, over fe
         {1, 16, 1, 1, 8},         // exactly one vector of outputs
         {3, 3, 4, 5, 6},          // a flattened 3x4x5 image read in place
         {2, 8, 3, 3, 16, false},  // no bias
+        {11, 5, 1, 1, 21},        // a whole block of 8 samples and a tail; outputs into a third vector
     };
     unsigned seed = 400;
     for (const DenseCase& t : cases) check_dense(t, seed++);
