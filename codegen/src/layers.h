@@ -43,15 +43,19 @@ Halide::Func spatially_extended(const Value& image, const std::string& name, con
 
 // Conv2d, (c, x, y, n) input, OIHW weights held as (o, i, kx, ky) with i over the group's inputs;
 // `bias` may be undefined. The backward pass defines only the gradients asked for (a frozen
-// layer needs no weight gradient; the first layer no input gradient). `algorithm`
+// layer needs no weight gradient; the first layer no input gradient); the bias gradient is the
+// sum per channel of `bias_grad_source` (none where its func is undefined): the output gradient,
+// or, under a max pool, the pool's own, which sums alike (each window's gradient goes whole to one
+// of its inputs) over fewer pixels. `algorithm`
 // (schedules::conv2d_algorithm) says whether the forward reads its weights in blocks of output
 // channels and whether it is Winograd's; the backward pass is the direct one either way.
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
                                               const Halide::Func& weight, const Halide::Func& bias,
                                               const schedules::ConvAlgorithm& algorithm);
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
-                                                const Value& output_grad, bool need_weight_grad, bool has_bias,
-                                                bool need_input_grad, const Halide::Expr& batch);
+                                                const Value& output_grad, bool need_weight_grad,
+                                                const Value& bias_grad_source, bool need_input_grad,
+                                                const Halide::Expr& batch);
 
 // Max pooling; with `with_argmax` the output is a Tuple (max, index of the first maximum in the
 // window in row-major order), the index being what the backward pass needs.

@@ -1198,6 +1198,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const schedules::Conv2dForwardStages forward =
                     conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(),
                                    schedules::ConvAlgorithm{});
+                const Value pooled_grad = grad;
                 if (with_pool) {
                     // The pool's adjoint is stored by its own schedule.
                     const Node& pool = node(group.nodes[1]);
@@ -1206,8 +1207,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
                     grad = stored(grad);
                 }
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
-                schedules::Conv2dBackwardStages stages = conv2d_backward("conv", forward, grad, !frozen(head.id),
-                                                                         has_bias, input_grads[0] >= 0, k.batch);
+                schedules::Conv2dBackwardStages stages =
+                    conv2d_backward("conv", forward, grad, !frozen(head.id),
+                                    has_bias ? (with_pool ? pooled_grad : grad) : Value{}, input_grads[0] >= 0, k.batch);
+                if (with_pool) stages.output_grad_stage = grad.func;
                 if (schedules::schedule_conv2d_backward(stages, k.context, true)) {
                     schedules::compute_per_output_row(stages.input_grad, output_input_grad(0, stages.input_grad),
                                                       k.context);
@@ -1321,9 +1324,16 @@ class Planner : public std::enable_shared_from_this<Planner> {
         schedules::PoolForwardStages forward;
         forward.geometry = pool_geometry(pool, node(pool.inputs[0]).shape);
         const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
+        // The sample clamped to the batch: computed a chunk of the batch at a time (inside a conv's
+        // weight gradient, schedule_conv2d_backward), the chunks' region as Halide bounds it runs
+        // past the last sample, though no loop does.
+        const Expr sample = Halide::clamp(n, 0, k.batch - 1);
         forward.output = Func("pool_argmax");
-        forward.output(c, x, y, n) = Halide::Tuple(0.0f, argmax.func(c, x, y, n));
-        schedules::PoolBackwardStages stages = max_pool_backward("pool", forward, grad);
+        forward.output(c, x, y, n) = Halide::Tuple(0.0f, argmax.func(c, x, y, sample));
+        Func clamped_grad("pool_output_grad");
+        clamped_grad(c, x, y, n) = grad.func(c, x, y, sample);
+        schedules::PoolBackwardStages stages =
+            max_pool_backward("pool", forward, Value{clamped_grad, grad.extents});
         schedules::schedule_pool_backward(stages, k.context);
         return stages.input_grad;
     }

@@ -258,9 +258,9 @@ void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu
     const schedules::Conv2dForwardStages forward =
         conv2d_forward("conv", in, g, Func(weight_buffer), t.bias ? Func(bias_buffer) : Func(),
                        cpu::conv2d_algorithm(context, g, false));
+    const Value output_grad_value = activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout");
     const schedules::Conv2dBackwardStages backward =
-        conv2d_backward("conv", forward, activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout"),
-                        true, t.bias, true, t.batch);
+        conv2d_backward("conv", forward, output_grad_value, true, t.bias ? output_grad_value : Value{}, true, t.batch);
     cpu::schedule_conv2d_forward(forward, context, nullptr);
     // As a training step's kernel has it: the input gradient a row at a time inside the kernel's
     // output where the schedule takes that.
@@ -849,8 +849,10 @@ ref::Tensor reference_conv_relu_pool(const ConvPoolCase& t, const ConvPoolTensor
 
 // `fused`: as the lowering does after canonical_graph, conv -> max_pool scheduled together, then
 // relu; otherwise the source order, each stage scheduled alone: conv, relu, max_pool.
-// `training` adds the argmax and the backward pass of the whole chain for `x.output_grad`.
-ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, bool fused, bool training) {
+// `training` adds the argmax and the backward pass of the whole chain for `x.output_grad`; with
+// `first_layer`, as a network's first conv, without the input gradient.
+ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, bool fused, bool training,
+                                  bool first_layer = false) {
     const ConvCase& cc = t.conv;
     const int conv_width = ref::pooled_size(cc.width, cc.kernel, cc.stride, cc.padding),
               conv_height = ref::pooled_size(cc.height, cc.kernel, cc.stride, cc.padding);
@@ -909,28 +911,34 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         // Backward in the order the forward ran, as lower_backward walks the graph.
         grad_buffer = image_buffer(x.output_grad);
         const Value output_grad = activation(grad_buffer, pooled_extents, "dout");
-        Value conv_grad;
+        Value conv_grad, bias_grad_source;
         if (fused) {
+            // As lower.cpp has it: the bias gradient summed over the pool's gradient.
             const Func relu_grad = activation_backward("relu", convgen::ActivationAttributes{}, Value{},
                                                        Value{activated, pooled_extents}, output_grad);
             const schedules::PoolBackwardStages pool_back =
                 max_pool_backward("pool", pool, {relu_grad, pooled_extents});
             cpu::schedule_pool_backward(pool_back, context);
             conv_grad = Value{pool_back.input_grad, conv_extents};
+            bias_grad_source = Value{relu_grad, pooled_extents};
         } else {
             const schedules::PoolBackwardStages pool_back = max_pool_backward("pool", pool, output_grad);
             cpu::schedule_pool_backward(pool_back, context);
             conv_grad = Value{activation_backward("relu", convgen::ActivationAttributes{}, Value{},
                                                   Value{activated, conv_extents}, {pool_back.input_grad, conv_extents}),
                               conv_extents};
+            bias_grad_source = conv_grad;
         }
-        const schedules::Conv2dBackwardStages conv_back =
-            conv2d_backward("conv", conv, conv_grad, true, true, true, cc.batch);
+        schedules::Conv2dBackwardStages conv_back =
+            conv2d_backward("conv", conv, conv_grad, true, bias_grad_source, !first_layer, cc.batch);
+        if (fused) conv_back.output_grad_stage = conv_grad.func;
         cpu::schedule_conv2d_backward(conv_back, context);
-        outputs.push_back(exact_output(conv_back.input_grad));
+        if (!first_layer) {
+            outputs.push_back(exact_output(conv_back.input_grad));
+            buffers.push_back(input_grad);
+        }
         outputs.push_back(exact_output(conv_back.weight_grad));
         outputs.push_back(exact_output(conv_back.bias_grad));
-        buffers.push_back(input_grad);
         buffers.push_back(weight_grad);
         buffers.push_back(bias_grad);
     }
@@ -1002,6 +1010,13 @@ TEST_CASE("training through conv fused into max pool, then relu, gives PyTorch's
     check_gradient(x.input.data, fused.input_grad.data, loss, random, "input_grad");
     check_gradient(x.weight.data, fused.weight_grad.data, loss, random, "weight_grad");
     check_gradient(x.bias, fused.bias_grad, loss, random, "bias_grad");
+
+    // As a network's first conv: the pool's gradient computed a batch chunk at a time inside the
+    // weight gradient's sum, which alone reads it.
+    const ConvPoolResult first = run_conv_relu_pool(t, x, true, true, true);
+    REQUIRE(first.realized);
+    check_close(first.weight_grad.data, fused.weight_grad.data, 1e-5, "weight_grad of a first layer");
+    check_close(first.bias_grad, fused.bias_grad, 1e-5, "bias_grad of a first layer");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,8 +117,7 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
 
     stages.reduction =
         RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
-    const auto& r = stages.reduction;
-    Expr tap = stages.weight(c, r.x, r.y, r.z);
+    const auto& r = stages.reduction;    Expr tap = stages.weight(c, r.x, r.y, r.z);
     if (weight_block > 0) {
         // Block b holds output channels [b * B, (b + 1) * B) for every (i, kx, ky): a run of B
         // output channels reads one contiguous stretch of weights through the whole reduction.
@@ -136,8 +135,8 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
 }
 
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
-                                                const Value& output_grad, bool need_weight_grad, bool has_bias,
-                                                bool need_input_grad, const Expr& batch) {
+                                                const Value& output_grad, bool need_weight_grad,
+                                                const Value& bias_grad_source, bool need_input_grad, const Expr& batch) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
     const ConvGeometry& g = forward.geometry;
@@ -160,13 +159,14 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
                                                                          rw.x * stride + kx * dilation - padding,
                                                                          rw.y * stride + ky * dilation - padding, rw.z);
 
-        if (has_bias) {
-            stages.bias_grad_reduction =
-                RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_bias_grad_r");
+        if (bias_grad_source.func.defined()) {
+            const Value& source = bias_grad_source;
+            stages.bias_grad_reduction = RDom(0, static_cast<int>(source.extents[1]), 0,
+                                              static_cast<int>(source.extents[2]), 0, batch, name + "_bias_grad_r");
             const auto& rb = stages.bias_grad_reduction;
             stages.bias_grad = Func(name + "_bias_grad");
             stages.bias_grad(o) = 0.0f;
-            stages.bias_grad(o) += output_grad.func(o, rb.x, rb.y, rb.z);
+            stages.bias_grad(o) += source.func(o, rb.x, rb.y, rb.z);
         }
     }
 

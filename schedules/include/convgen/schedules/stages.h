@@ -81,6 +81,9 @@ struct Conv2dBackwardStages {
     Halide::Func padded_input;        // the forward pass's zero-extended input, (c, x, y, n)
     Halide::Func weight;              // the forward pass's zero-extended weights, (o, i, kx, ky)
     Halide::Func padded_output_grad;  // zero-extended d_output, (co, x, y, n)
+    // Where d_output is computed in this kernel (a fused max pool's backward pass), its Func: a
+    // schedule may compute it a chunk of the batch at a time where the weight gradient reads it.
+    Halide::Func output_grad_stage;
     Halide::Func input_grad;          // undefined when no gradient flows to the input
     Halide::RDom input_grad_reduction;
     Halide::Func weight_grad;  // (co, ci, kx, ky)
