@@ -1200,7 +1200,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                                    schedules::ConvAlgorithm{});
                 const Value pooled_grad = grad;
                 if (with_pool) {
-                    // The pool's adjoint is stored by its own schedule.
+                    // The pool's adjoint is stored by its own schedule (a first conv's weight
+                    // gradient, its only reader then, may compute it per batch chunk instead).
                     const Node& pool = node(group.nodes[1]);
                     grad = Value{max_pool_input_grad(k, pool, grad), halide_extents(head.shape)};
                 } else {

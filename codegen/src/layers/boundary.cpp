@@ -31,20 +31,23 @@ Halide::Func extended(const Halide::Func& func, const std::vector<std::optional<
     return result;
 }
 
+// `bounded` extents, then `unbounded_dims` without one.
+std::vector<std::optional<int64_t>> leading_extents(const std::vector<int64_t>& bounded, int unbounded_dims) {
+    std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
+    extents.resize(bounded.size() + unbounded_dims);
+    return extents;
+}
+
 }  // namespace
 
 Halide::Func zero_extended(const Halide::Func& func, const std::vector<int64_t>& bounded, int unbounded_dims,
                            const std::string& name, const Halide::Expr& fill) {
-    std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
-    extents.resize(bounded.size() + unbounded_dims);
-    return extended(func, extents, name, fill);
+    return extended(func, leading_extents(bounded, unbounded_dims), name, fill);
 }
 
 Halide::Func channel_overread_extended(const Halide::Func& func, const std::vector<int64_t>& bounded,
                                        int unbounded_dims, const std::string& name, const Halide::Expr& fill) {
-    std::vector<std::optional<int64_t>> extents(bounded.begin(), bounded.end());
-    extents.resize(bounded.size() + unbounded_dims);
-    return extended(func, extents, name, fill, true);
+    return extended(func, leading_extents(bounded, unbounded_dims), name, fill, true);
 }
 
 Halide::Func spatially_extended(const Value& image, const std::string& name, const Halide::Expr& fill) {

@@ -117,7 +117,8 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
 
     stages.reduction =
         RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
-    const auto& r = stages.reduction;    Expr tap = stages.weight(c, r.x, r.y, r.z);
+    const auto& r = stages.reduction;
+    Expr tap = stages.weight(c, r.x, r.y, r.z);
     if (weight_block > 0) {
         // Block b holds output channels [b * B, (b + 1) * B) for every (i, kx, ky): a run of B
         // output channels reads one contiguous stretch of weights through the whole reduction.

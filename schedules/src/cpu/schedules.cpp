@@ -47,15 +47,6 @@ void copy_at_root(Func f, int vector_width, int64_t innermost_extent) {
     f.parallel(f.args().back());
 }
 
-// The same copy made afresh each time `consumer` is computed (a row at a time, inside its own
-// consumer's row loop), in the outermost loop (samples) of the consumer's last stage: the rows it
-// reads are written just before, into the L1 cache, instead of a whole copy going out to memory
-// and back.
-void copy_per_consumer(Func f, Func consumer, int vector_width, int64_t innermost_extent) {
-    f.compute_at(consumer, consumer.args().back());
-    vectorize_copy(f, vector_width, innermost_extent);
-}
-
 // Pure vars of a stored feature/image tensor: vectorise the innermost, parallel over the batch.
 void stored_elementwise(Func f, int vector_width) {
     f.compute_root();
@@ -424,69 +415,60 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         // whole vectors.
         s.weight.bound(s.weight.args()[0], 0, static_cast<int>(channel_vectors * vw));
     }
+    // Vectors along x (`x_vectors`, few output channels) or along the channels.
     const int x_vectors = p.at("x_vectors");
-    if (x_vectors > 0) {
-        stored_along_x(s.padded_input, vw);
-        if (!stored_whole && p.at("input_per_row")) {
-            s.padded_input.compute_at(s.output, s.output.args().back());
-        } else {
-            s.padded_input.compute_root().parallel(s.padded_input.args().back());
-        }
-    } else if (!stored_whole && p.at("input_per_row")) {
-        copy_per_consumer(s.padded_input, s.output, vw, g.in_channels);
+    const bool along_x = x_vectors > 0;
+    Func padded = s.padded_input;
+    if (along_x) {
+        stored_along_x(padded, vw);
     } else {
-        copy_at_root(s.padded_input, vw, g.in_channels);
+        vectorize_copy(padded, vw, g.in_channels);
+    }
+    if (!stored_whole && p.at("input_per_row")) {
+        // Copied afresh each time the conv is computed (a row at a time inside its consumer), in
+        // its outermost loop: the rows it reads are written just before, into the L1 cache,
+        // instead of a whole copy going out to memory and back.
+        padded.compute_at(s.output, s.output.args().back());
+    } else {
+        padded.compute_root().parallel(padded.args().back());
     }
 
     Func out = s.output;
     const std::vector<Var> v = out.args();
     const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
-    if (x_vectors > 0) {
+    if (along_x) {
         out.reorder_storage(x, c, y, n);
-        if (pool) {
-            compute_in_pool(out, *pool, inside_consumer, true, vw);
-        } else if (stored_whole) {
-            out.compute_root();
-            Var rows("rows");
-            out.fuse(y, n, rows).parallel(rows);
-        }
-        out.vectorize(x, vw, TailStrategy::RoundUp);
-        Halide::Stage update = out.update();
-        x_vector_tiled(update, c, x, g.out_channels, x_vectors, {}, {s.reduction.x, s.reduction.y, s.reduction.z},
-                       stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{}, vw);
-        if (p.at("unroll_kx")) update.unroll(s.reduction.y);
-        if (stored_whole) {
-            Var rows("rows");
-            update.fuse(y, n, rows).parallel(rows);
-        }
-        if (s.weight_blocks.defined()) {
-            Func blocks = s.weight_blocks;
-            blocks.bound(blocks.args()[0], 0, vw).vectorize(blocks.args()[0]).compute_root();
-        }
-        return inside_consumer;
+    } else if (s.weight_blocks.defined()) {
+        // The channels computed start on a whole vector, so that a vector of them reads one
+        // block's lanes in order (c % B and c / B simplify) rather than gathering.
+        out.align_bounds(c, vw);
     }
-    // The channels computed start on a whole vector, so that a vector of them reads one block's
-    // lanes in order (c % B and c / B simplify) rather than gathering.
-    if (s.weight_blocks.defined()) out.align_bounds(c, vw);
     if (pool) {
-        compute_in_pool(out, *pool, inside_consumer, false, vw);
+        compute_in_pool(out, *pool, inside_consumer, along_x, vw);
     } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
         out.fuse(y, n, rows).parallel(rows);
     }
-    out.vectorize(c, vw, TailStrategy::RoundUp);
+    out.vectorize(along_x ? x : c, vw, TailStrategy::RoundUp);
     Halide::Stage update = out.update();
-    // Strided or dilated taps do not share broadcasts.
-    const Var channel_blocks = register_tiled(
-        update, c, x, s.reduction,
-        stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{}, channel_vectors,
-        g.stride == 1 && g.dilation == 1, p, vw);
+    const std::vector<Halide::VarOrRVar> outer =
+        stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{};
+    Var channel_blocks;
+    if (along_x) {
+        x_vector_tiled(update, c, x, g.out_channels, x_vectors, {}, {s.reduction.x, s.reduction.y, s.reduction.z},
+                       outer, vw);
+        if (p.at("unroll_kx")) update.unroll(s.reduction.y);
+    } else {
+        // Strided or dilated taps do not share broadcasts.
+        channel_blocks =
+            register_tiled(update, c, x, s.reduction, outer, channel_vectors, g.stride == 1 && g.dilation == 1, p, vw);
+    }
     if (s.weight_blocks.defined()) {
         Func blocks = s.weight_blocks;
         const std::vector<Var> b = blocks.args();
         blocks.bound(b[0], 0, vw).vectorize(b[0]);
-        if (p.at("blocks_outer")) {
+        if (!along_x && p.at("blocks_outer")) {
             // Each parallel channel block copies its own weights just before its rows read them,
             // into the cache, instead of the whole tensor going out to memory and back.
             blocks.compute_at(out, channel_blocks);
