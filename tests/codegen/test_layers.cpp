@@ -308,7 +308,7 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
 
 TEST_CASE("every conv schedule in the autotuner's parameter space computes the same numbers") {
     // Random points of each stage's space (register tiles, channel blocks, blocks outermost,
-    // batch chunks, ky taps in the tile, vectors along x, Winograd or the direct sum), written
+    // batch chunks, ky taps in the tile, vectors and rows along x, Winograd or the direct sum), written
     // into a database as the tuner writes them.
     const ConvCase cases[] = {
         {2, 40, 7, 9, 48, 3, 1, 1},   // six channel vectors: blocks of 1, 2 or 3, outermost or not
@@ -319,6 +319,7 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                                       // vectorised along x, two vectors per row, the gradient's sum over
                                       // outputs in parts; the weight gradient's 27 accumulators with the ky taps
         {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
+        {1, 2, 7, 18, 6, 3, 1, 1},    // along x with two rows a tile over an odd height
     };
     std::mt19937 random(11);
     unsigned seed = 100;
@@ -349,6 +350,7 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                     if (name == "x_vectors" && values.size() > 1) {
                         parameters[name] = draw == 0 ? values.back() : draw == 2 ? values[1] : 0;
                     }
+                    if (name == "x_rows" && values.size() > 1) parameters[name] = draw == 1 ? 1 : 2;
                     if (name == "output_parts" && values.size() > 1) {
                         parameters[name] = draw == 0 ? values.back() : values[1];
                     }

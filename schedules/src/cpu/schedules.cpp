@@ -170,8 +170,8 @@ void stored_along_x(Func copy, int vector_width) {
 }
 
 // The register tile of a conv-shaped update vectorised along x: x_vectors vectors of x by every
-// one of `channels` channels (and `parts` of a split sum, if any) inside the `reduction`, then the
-// tiles along x and the channels, `outer` outside.
+// one of `channels` channels (by `parts`, if any: a split sum's parts, output rows) inside the
+// `reduction`, then the tiles along x and the channels, `outer` outside.
 void x_vector_tiled(Halide::Stage update, const Var& c, const Var& x, int64_t channels, int x_vectors,
                     const std::vector<Halide::VarOrRVar>& parts, const std::vector<Halide::VarOrRVar>& reduction,
                     const std::vector<Halide::VarOrRVar>& outer, int vector_width) {
@@ -357,8 +357,8 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
         input.compute_at(tile_row);
         stored.compute_at(tile_row).reorder(mci, txi, coi, txo, coo, ex, ey, ty, mn);
         // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
-        // two blocks went through the library's locked allocator (the conv3x3 layer: 4,096 a
-        // call; 1.1x slower).
+        // two blocks went through the library's allocator (the conv3x3 layer: 4,096 a call; 1.1x
+        // slower when it took one lock for every thread).
         const int64_t tiles = g.out_width / 2, tile_x = p.at("winograd_tile_x");
         const int64_t row_bytes = 16 * 4 * ((tiles + tile_x - 1) / tile_x * tile_x) *
                                   (vectors_for(g.in_channels, vw) + vectors_for(g.out_channels, vw)) * vw;
@@ -397,6 +397,16 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
     winograd_choice(context, g, defaults, space);
     x_vectors_choice(context, g, g.out_channels, g.out_width, defaults, space);
+    // `x_rows`: along x, two output rows in the register tile, so that each weight broadcast
+    // feeds both (LeNet-5's conv1: 6 broadcasts and 2 loads fed 12 FMAs, now 4 loads 24). The
+    // default where the rows come in pairs: a 2x2 pool's window, or the whole output.
+    space["x_rows"] = space["x_vectors"].size() > 1 ? std::vector<int>{1, 2} : std::vector<int>{1};
+    const bool rows_in_pairs = pool != nullptr ? pool->geometry.kernel == 2 && pool->geometry.stride == 2
+                                               : !row_consumer && g.out_height % 2 == 0;
+    defaults["x_rows"] = defaults["x_vectors"] > 0 && rows_in_pairs &&
+                                 2 * defaults["x_vectors"] * g.out_channels <= registers(context) - 3
+                             ? 2
+                             : 1;
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
     if ((p.at("winograd") != 0) != s.is_winograd()) {
@@ -455,9 +465,18 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const std::vector<Halide::VarOrRVar> outer =
         stored_whole ? std::vector<Halide::VarOrRVar>{y, n} : std::vector<Halide::VarOrRVar>{};
     Var channel_blocks;
+    Var rows_var = y;
     if (along_x) {
-        x_vector_tiled(update, c, x, g.out_channels, x_vectors, {}, {s.reduction.x, s.reduction.y, s.reduction.z},
-                       outer, vw);
+        std::vector<Halide::VarOrRVar> rows_in_tile, outer_loops = outer;
+        if (p.at("x_rows") > 1) {
+            Var yo("yo"), yi("yi");
+            update.split(y, yo, yi, p.at("x_rows"), TailStrategy::RoundUp);
+            rows_in_tile = {yi};
+            rows_var = yo;
+            if (stored_whole) outer_loops = {yo, n};
+        }
+        x_vector_tiled(update, c, x, g.out_channels, x_vectors, rows_in_tile,
+                       {s.reduction.x, s.reduction.y, s.reduction.z}, outer_loops, vw);
         if (p.at("unroll_kx")) update.unroll(s.reduction.y);
     } else {
         // Strided or dilated taps do not share broadcasts.
@@ -478,7 +497,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     }
     if (stored_whole && !p.at("blocks_outer")) {
         Var rows("rows");
-        update.fuse(y, n, rows).parallel(rows);
+        update.fuse(rows_var, n, rows).parallel(rows);
     }
     return inside_consumer;
 }
