@@ -320,6 +320,7 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                                       // outputs in parts; the weight gradient's 27 accumulators with the ky taps
         {2, 16, 8, 6, 72, 3, 1, 1},   // even outputs: Winograd or the direct sum, five output vectors
         {1, 2, 7, 18, 6, 3, 1, 1},    // along x with two rows a tile over an odd height
+        {2, 24, 6, 10, 16, 3, 1, 1},  // Winograd's 4x4 tiles over a 10x6 output, rounded up to 12x8
     };
     std::mt19937 random(11);
     unsigned seed = 100;
@@ -358,6 +359,8 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                     // Winograd's (product whole, then a row of tiles at a time) and the direct sum.
                     if (name == "winograd" && values.size() > 1) parameters[name] = draw == 1 ? 0 : 1;
                     if (name == "winograd_whole") parameters[name] = draw == 0 ? 1 : 0;
+                    // Both tiles of Winograd's, whole and a row at a time: F(4x4) in the first and third.
+                    if (name == "winograd_outputs") parameters[name] = values.back() == 4 && draw != 1 ? 4 : 2;
                     chosen += fmt::format(" {}={}", name, parameters[name]);
                 }
                 database.insert(cpu::target_key(probe.target), stage.signature, parameters);

@@ -5,6 +5,8 @@
 // with g(o) = o / O the group of output channel o. Without groups (G = 1) the input channel is i.
 #include "../layers.h"
 
+#include <fmt/format.h>
+
 #include <functional>
 #include <stdexcept>
 
@@ -30,32 +32,69 @@ Expr input_channel(const ConvGeometry& g, const Expr& o, const Expr& i) {
     return (o / group_outputs(g)) * group_inputs(g) + i;
 }
 
-// Winograd F(2x2, 3x3)'s transforms (Lavin and Gray 2016): V = B^T d B of a 4x4 input patch,
-// U = G w G^T of a 3x3 filter, and the 2x2 outputs A^T M A.
-constexpr float input_transform[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};  // B^T
-constexpr float filter_transform[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};  // G
-constexpr float output_transform[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                                   // A^T
+// Winograd's F(m x m, 3x3) transforms (Lavin and Gray 2016), for output tiles of side m = 2 or 4:
+// V = B^T d B of the (m + 2)-square input patch d, U = G w G^T of a 3x3 filter, and the m x m
+// outputs A^T M A. F(4x4) takes 36 multiplies per 16 outputs where F(2x2) takes 16 per 4, at
+// larger rounding errors (its transforms hold 4, 5, 1/6 and 1/24).
+using Matrix = std::vector<std::vector<float>>;
+struct WinogradTransforms {
+    Matrix input;   // B^T, (m + 2) x (m + 2)
+    Matrix filter;  // G, (m + 2) x 3
+    Matrix output;  // A^T, m x (m + 2)
+};
 
-// sum over (a, b) of left[row][a] * left[column][b] * term(a, b), as one Expr per (row, column)
-// selected by mux: a schedule that unrolls `row` and `column` leaves only the constant case.
-template <size_t Rows, size_t Taps>
-Expr transformed(const float (&left)[Rows][Taps], const Expr& row, const Expr& column,
-                 const std::function<Expr(int, int)>& term) {
+const WinogradTransforms& winograd_transforms(int m) {
+    static const WinogradTransforms two{
+        {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
+        {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}},
+        {{1, 1, 1, 0}, {0, 1, -1, -1}}};
+    static const WinogradTransforms four{
+        {{4, 0, -5, 0, 1, 0},
+         {0, -4, -4, 1, 1, 0},
+         {0, 4, -4, -1, 1, 0},
+         {0, -2, -1, 2, 1, 0},
+         {0, 2, -1, -2, 1, 0},
+         {0, 4, 0, -5, 0, 1}},
+        {{1 / 4.0f, 0, 0},
+         {-1 / 6.0f, -1 / 6.0f, -1 / 6.0f},
+         {-1 / 6.0f, 1 / 6.0f, -1 / 6.0f},
+         {1 / 24.0f, 1 / 12.0f, 1 / 6.0f},
+         {1 / 24.0f, -1 / 12.0f, 1 / 6.0f},
+         {0, 0, 1}},
+        {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}}};
+    if (m != 2 && m != 4) throw std::logic_error(fmt::format("Winograd F({0}x{0}, 3x3) is not implemented", m));
+    return m == 2 ? two : four;
+}
+
+Expr scaled(float k, const Expr& e) {
+    return k == 1 ? e : k == -1 ? -e : k * e;
+}
+
+// sum over b of left[column][b] * (sum over a of left[row][a] * term(a, b)), as one Expr per
+// (row, column) selected by mux: a schedule that unrolls `row` and `column` leaves only the
+// constant case, whose inner sums are the same Exprs for every column (one pass along x, then
+// one along y, once the unrolled cases share them).
+Expr transformed(const Matrix& left, const Expr& row, const Expr& column, const std::function<Expr(int, int)>& term) {
+    const size_t taps = left[0].size();
     std::vector<Expr> rows;
-    for (size_t i = 0; i < Rows; i++) {
-        std::vector<Expr> columns;
-        for (size_t j = 0; j < Rows; j++) {
-            Expr sum;
-            for (size_t a = 0; a < Taps; a++) {
-                for (size_t b = 0; b < Taps; b++) {
-                    const float k = left[i][a] * left[j][b];
-                    if (k == 0) continue;
-                    const Expr tap = term(int(a), int(b));
-                    const Expr t = k == 1 ? tap : k == -1 ? -tap : k * tap;
-                    sum = sum.defined() ? sum + t : t;
-                }
+    for (const std::vector<float>& along_x : left) {
+        std::vector<Expr> inner(taps);
+        for (size_t b = 0; b < taps; b++) {
+            for (size_t a = 0; a < taps; a++) {
+                if (along_x[a] == 0) continue;
+                const Expr t = scaled(along_x[a], term(int(a), int(b)));
+                inner[b] = inner[b].defined() ? inner[b] + t : t;
             }
-            columns.push_back(sum);
+        }
+        std::vector<Expr> columns;
+        for (const std::vector<float>& along_y : left) {
+            Expr sum;
+            for (size_t b = 0; b < taps; b++) {
+                if (along_y[b] == 0 || !inner[b].defined()) continue;
+                const Expr t = scaled(along_y[b], inner[b]);
+                sum = sum.defined() ? sum + t : t;
+            }
+            columns.push_back(sum.defined() ? sum : Expr(0.0f));
         }
         rows.push_back(Halide::mux(column, columns));
     }
@@ -63,19 +102,20 @@ Expr transformed(const float (&left)[Rows][Taps], const Expr& row, const Expr& c
 }
 
 schedules::WinogradStages winograd_stages(const std::string& name, const schedules::Conv2dForwardStages& conv,
-                                          int weight_block) {
+                                          int weight_block, const WinogradTransforms& t, int m) {
     const ConvGeometry& g = conv.geometry;
     const int padding = static_cast<int>(g.padding);
     Halide::Var lane("lane"), block("block"), ex("ex"), ey("ey"), tx("tx"), ty("ty");
     const auto& [c, i, n] = std::tie(Dims::c, Dims::i, Dims::n);
     schedules::WinogradStages w;
+    w.tile = m;
     w.weight = Func(name + "_winograd_weight");
-    w.weight(lane, i, ex, ey, block) = transformed(filter_transform, ex, ey, [&](int kx, int ky) {
+    w.weight(lane, i, ex, ey, block) = transformed(t.filter, ex, ey, [&](int kx, int ky) {
         return conv.weight(block * weight_block + lane, i, kx, ky);
     });
     w.input = Func(name + "_winograd_input");
-    w.input(i, ex, ey, tx, ty, n) = transformed(input_transform, ex, ey, [&](int a, int b) {
-        return conv.padded_input(i, 2 * tx + a - padding, 2 * ty + b - padding, n);
+    w.input(i, ex, ey, tx, ty, n) = transformed(t.input, ex, ey, [&](int a, int b) {
+        return conv.padded_input(i, m * tx + a - padding, m * ty + b - padding, n);
     });
     w.reduction = RDom(0, static_cast<int>(g.in_channels), name + "_winograd_r");
     w.product = Func(name + "_winograd_product");
@@ -102,14 +142,16 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
     // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
     const Expr bias_term =
         bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
-    if (algorithm.winograd) {
+    if (algorithm.winograd > 0) {
+        const int m = algorithm.winograd;
         if (g.kernel != 3 || stride != 1 || dilation != 1 || g.groups != 1 || weight_block <= 0) {
-            throw std::logic_error(name + ": Winograd F(2x2, 3x3) asked of a conv it does not compute");
+            throw std::logic_error(fmt::format("{0}: Winograd F({1}x{1}, 3x3) asked of a conv it does not compute", name, m));
         }
-        stages.winograd = winograd_stages(name, stages, weight_block);
+        const WinogradTransforms& transforms = winograd_transforms(m);
+        stages.winograd = winograd_stages(name, stages, weight_block, transforms, m);
         const Func& product = stages.winograd.product;
-        out(c, x, y, n) = bias_term + transformed(output_transform, x % 2, y % 2, [&](int a, int b) {
-                              return product(c, a, b, x / 2, y / 2, n);
+        out(c, x, y, n) = bias_term + transformed(transforms.output, x % m, y % m, [&](int a, int b) {
+                              return product(c, a, b, x / m, y / m, n);
                           });
         stages.output = out;
         return stages;

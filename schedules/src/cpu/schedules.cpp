@@ -4,6 +4,8 @@
 // every tensor read through a boundary, so lanes past the last channel compute harmless zeros.
 #include "heuristics.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <functional>
 #include <numeric>
@@ -240,15 +242,19 @@ void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consu
     }
 }
 
-// Whether a conv may run as Winograd's F(2x2, 3x3) (`winograd`), whether it does by default, and
-// the product's own register tile (`winograd_tile_x` tiles of two pixels by
-// `winograd_channel_block` vectors) and loop order (`winograd_whole`: the product stored whole,
-// its elements and channel blocks the outer parallel loop). Keys of their own, so that a stored
-// direct schedule keeps its meaning. The transforms add work per element that only a product
-// over enough channels repays, and U is 16/9 of the weights: where those outgrow the L2 cache
-// (ResNet-18's 512-channel convs) the direct sum, which reads them once per channel block, stays
-// the default.
-void winograd_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
+// Whether a conv may run as Winograd's F(m x m, 3x3) (`winograd`), with which tile
+// (`winograd_outputs`, m = 2 or 4), whether it does by default, and the product's own register
+// tile (`winograd_tile_x` tiles of m pixels by `winograd_channel_block` vectors) and loop order
+// (`winograd_whole`: the product stored whole, its elements and channel blocks the outer parallel
+// loop). Keys of their own, so that a stored direct schedule keeps its meaning. The transforms add
+// work per element that only a product over enough channels repays, and U is 16/9 of the weights:
+// where those outgrow the L2 cache (ResNet-18's 512-channel convs) the direct sum, which reads
+// them once per channel block, stays the default. F(4x4) is the tuner's to choose where it
+// measures faster: 2.25x fewer multiplies again, but its transforms' weights (4, 5, 1/6, 1/24)
+// make its rounding errors several times F(2x2)'s (7x in a float32 simulation on 64-256
+// channels), and its 36 transformed elements a tile cost more per multiply saved; it is offered only where the conv is stored whole (not under a
+// fused pool, whose rows would start mid-tile), its output rounded up to whole tiles.
+void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_pool, ScheduleParameters& defaults,
                      ParameterSpace& space) {
     const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 &&
                          g.out_width % 2 == 0 && g.out_height % 2 == 0;
@@ -257,6 +263,9 @@ void winograd_choice(const Context& context, const ConvGeometry& g, SchedulePara
     const bool repaid = g.in_channels >= 16 && g.out_channels >= 16 && transformed_weight_bytes <= (int64_t(2) << 20);
     defaults["winograd"] = offered && repaid ? 1 : 0;
     if (!offered) return;
+    space["winograd_outputs"] = fused_pool || g.out_width < 4 || g.out_height < 4 ? std::vector<int>{2}
+                                                                                 : std::vector<int>{2, 4};
+    defaults["winograd_outputs"] = 2;
     const int64_t tiles = g.out_width / 2;
     const int channel_vectors = vectors_for(g.out_channels, context.vector_width());
     const RegisterTile tile = choose_winograd_tile(channel_vectors, tiles);
@@ -277,17 +286,17 @@ ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bo
     if (context.unscheduled) return {};
     ScheduleParameters defaults;
     ParameterSpace space;
-    winograd_choice(context, g, defaults, space);
+    winograd_choice(context, g, fused_pool, defaults, space);
     const ScheduleParameters p =
         stored_or_default(context, conv_forward_signature(context, g, fused_pool), std::move(defaults), space);
-    return {context.vector_width(), p.at("winograd") != 0};
+    return {context.vector_width(), p.at("winograd") != 0 ? p.at("winograd_outputs") : 0};
 }
 
 namespace {
 
 // Winograd's stages (conv2d_forward's WinogradStages): U once per call; V and the product M a row
-// of tiles at a time (two rows of outputs), inside the output's rows, or with `winograd_whole` both
-// whole at root, the product parallel over its 16 elements and channel blocks with every tile
+// of tiles at a time (m rows of outputs), inside the output's rows, or with `winograd_whole` both
+// whole at root, the product parallel over its (m + 2)^2 elements and channel blocks with every tile
 // inside (U's block for one element stays in the L1 cache for all of them: small maps, many
 // channels). The product is a 1x1 conv per element: the same register tile as the direct sum,
 // channel vectors x tiles along x, the input channels inside it.
@@ -297,22 +306,25 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     const int vw = context.vector_width();
     const WinogradStages& w = s.winograd;
     const bool whole = p.at("winograd_whole") != 0;
+    const int side = w.tile, elements = side + 2;
 
     Func weight = w.weight;
     const std::vector<Var> u = weight.args();  // (lane, ci, ex, ey, block)
-    weight.compute_root().bound(u[0], 0, vw).bound(u[2], 0, 4).bound(u[3], 0, 4);
-    weight.vectorize(u[0]).unroll(u[2]).unroll(u[3]).parallel(u[4]);
+    weight.compute_root().bound(u[0], 0, vw).bound(u[2], 0, elements).bound(u[3], 0, elements);
+    // All of a filter's transformed elements at once, from its 9 taps read once.
+    weight.reorder(u[0], u[2], u[3], u[1], u[4]).vectorize(u[0]).unroll(u[2]).unroll(u[3]).parallel(u[4]);
     copy_at_root(s.padded_input, vw, g.in_channels);
 
     Func out = s.output;
     const std::vector<Var> v = out.args();
     const Var &c = v[0], &x = v[1], &y = v[2], &n = v[3];
-    // Each 2x2 block of outputs is one tile's: x % 2 and y % 2 are constants in the unrolled loops.
+    // Each m x m block of outputs is one tile's: x % m and y % m are constants in the unrolled
+    // loops. The output rounded up to whole tiles (F(4x4) on 14x14 maps computes 16x16).
     Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), rows("rows");
-    out.align_bounds(x, 2).align_bounds(y, 2);
+    out.align_bounds(x, side).align_bounds(y, side);
     out.split(c, co, ci, vw, TailStrategy::RoundUp)
-        .split(x, xo, xi, 2)
-        .split(y, yo, yi, 2)
+        .split(x, xo, xi, side)
+        .split(y, yo, yi, side)
         .reorder(ci, xi, yi, co, xo, yo, n)
         .vectorize(ci)
         .unroll(xi)
@@ -331,8 +343,15 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
 
     Func input = w.input, product = w.product;
     const std::vector<Var> vi = input.args();  // (ci, ex, ey, tx, ty, n)
-    input.bound(vi[1], 0, 4).bound(vi[2], 0, 4);
-    input.vectorize(vi[0], vw, TailStrategy::RoundUp).unroll(vi[1]).unroll(vi[2]);
+    // A vector of channels at a time through all of a tile's elements, so that the unrolled
+    // elements share their loads and their pass along x.
+    Var vco("vco"), vci("vci");
+    input.bound(vi[1], 0, elements).bound(vi[2], 0, elements);
+    input.split(vi[0], vco, vci, vw, TailStrategy::RoundUp)
+        .reorder(vci, vi[1], vi[2], vco)
+        .vectorize(vci)
+        .unroll(vi[1])
+        .unroll(vi[2]);
     // The product's register tile is a Func of its own (the sum, computed per tile of the stored
     // copy the output transform reads), so that its accumulators start at zero in registers rather
     // than from a zeroed buffer in memory.
@@ -359,8 +378,8 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
         // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
         // two blocks went through the library's allocator (the conv3x3 layer: 4,096 a call; 1.1x
         // slower when it took one lock for every thread).
-        const int64_t tiles = g.out_width / 2, tile_x = p.at("winograd_tile_x");
-        const int64_t row_bytes = 16 * 4 * ((tiles + tile_x - 1) / tile_x * tile_x) *
+        const int64_t tiles = (g.out_width + side - 1) / side, tile_x = p.at("winograd_tile_x");
+        const int64_t row_bytes = elements * elements * 4 * ((tiles + tile_x - 1) / tile_x * tile_x) *
                                   (vectors_for(g.in_channels, vw) + vectors_for(g.out_channels, vw)) * vw;
         if (row_bytes <= (int64_t(512) << 10)) {
             input.store_in(Halide::MemoryType::Stack);
@@ -395,7 +414,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     const bool may_be_inside = pool != nullptr || row_consumer;
     defaults["input_per_row"] = may_be_inside && !g.depthwise() ? 1 : 0;
     space["input_per_row"] = may_be_inside ? std::vector<int>{0, 1} : std::vector<int>{0};
-    winograd_choice(context, g, defaults, space);
+    winograd_choice(context, g, pool != nullptr, defaults, space);
     x_vectors_choice(context, g, g.out_channels, g.out_width, defaults, space);
     // `x_rows`: along x, two output rows in the register tile, so that each weight broadcast
     // feeds both (LeNet-5's conv1: 6 broadcasts and 2 loads fed 12 FMAs, now 4 loads 24). The
@@ -409,9 +428,11 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
                              : 1;
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
-    if ((p.at("winograd") != 0) != s.is_winograd()) {
-        throw std::logic_error("conv2d forward: defined " + std::string(s.is_winograd() ? "as" : "without") +
-                               " Winograd, scheduled otherwise (conv2d_algorithm and the schedule disagree)");
+    const int winograd_tile = p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
+    if (winograd_tile != s.winograd.tile) {
+        throw std::logic_error(fmt::format("conv2d forward: defined with Winograd tiles of {}, scheduled with {} "
+                                           "(0: the direct sum; conv2d_algorithm and the schedule disagree)",
+                                           s.winograd.tile, winograd_tile));
     }
     if (s.is_winograd()) return schedule_winograd_forward(s, context, pool, row_consumer, p);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take

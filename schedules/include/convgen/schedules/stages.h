@@ -44,16 +44,19 @@ struct ConvAlgorithm {
     // > 0: the reduction reads its weights through a copy in blocks of this many output channels
     // (Conv2dForwardStages::weight_blocks); 0: as they are, output channels innermost.
     int weight_block = 0;
-    // Winograd's F(2x2, 3x3) instead of the direct sum, for a 3x3 conv of stride 1 over even-sized
-    // outputs: 16 multiplies per input channel for each 2x2 block of outputs, not 36.
-    bool winograd = false;
+    // > 0: Winograd's F(m x m, 3x3) instead of the direct sum, m = 2 or 4, for a 3x3 conv of
+    // stride 1 over even-sized outputs: for each m x m block of outputs (m + 2)^2 multiplies per
+    // input channel, not 9 m^2 (16 not 36, 36 not 144).
+    int winograd = 0;
 };
 
-// Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-// 2016): the output's 2x2 block at tile (tx, ty) is A^T [U (.) V] A summed over the input
-// channels, U = G w G^T the 4x4 transform of each 3x3 filter and V = B^T d B that of the 4x4 input
-// patch d under the tile. The sum over input channels is a matrix product per element (ex, ey).
+// Winograd F(m x m, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+// 2016): the output's m x m block at tile (tx, ty) is A^T [U (.) V] A summed over the input
+// channels, U = G w G^T the (m + 2)-square transform of each 3x3 filter and V = B^T d B that of the
+// (m + 2)-square input patch d under the tile. The sum over input channels is a matrix product per
+// element (ex, ey).
 struct WinogradStages {
+    int tile = 0;          // m, the side of a tile's block of outputs
     Halide::Func weight;   // U: (lane, ci, ex, ey, block), output channel block * B + lane
     Halide::Func input;    // V: (ci, ex, ey, tx, ty, n)
     Halide::Func product;  // M: (co, ex, ey, tx, ty, n) = sum over ci of U * V
