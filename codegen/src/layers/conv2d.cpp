@@ -102,7 +102,8 @@ Expr transformed(const Matrix& left, const Expr& row, const Expr& column, const 
 }
 
 schedules::WinogradStages winograd_stages(const std::string& name, const schedules::Conv2dForwardStages& conv,
-                                          int weight_block, const WinogradTransforms& t, int m) {
+                                          int weight_block, const WinogradTransforms& t) {
+    const int m = static_cast<int>(t.output.size());
     const ConvGeometry& g = conv.geometry;
     const int padding = static_cast<int>(g.padding);
     Halide::Var lane("lane"), block("block"), ex("ex"), ey("ey"), tx("tx"), ty("ty");
@@ -148,7 +149,7 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
             throw std::logic_error(fmt::format("{0}: Winograd F({1}x{1}, 3x3) asked of a conv it does not compute", name, m));
         }
         const WinogradTransforms& transforms = winograd_transforms(m);
-        stages.winograd = winograd_stages(name, stages, weight_block, transforms, m);
+        stages.winograd = winograd_stages(name, stages, weight_block, transforms);
         const Func& product = stages.winograd.product;
         out(c, x, y, n) = bias_term + transformed(transforms.output, x % m, y % m, [&](int a, int b) {
                               return product(c, a, b, x / m, y / m, n);

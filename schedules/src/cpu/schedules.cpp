@@ -252,8 +252,9 @@ void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consu
 // them once per channel block, stays the default. F(4x4) is the tuner's to choose where it
 // measures faster: 2.25x fewer multiplies again, but its transforms' weights (4, 5, 1/6, 1/24)
 // make its rounding errors several times F(2x2)'s (7x in a float32 simulation on 64-256
-// channels), and its 36 transformed elements a tile cost more per multiply saved; it is offered only where the conv is stored whole (not under a
-// fused pool, whose rows would start mid-tile), its output rounded up to whole tiles.
+// channels), and its 36 transformed elements a tile cost more per multiply saved. It is offered
+// only where the conv is stored whole (not under a fused pool, whose rows would start mid-tile),
+// its output rounded up to whole tiles.
 void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_pool, ScheduleParameters& defaults,
                      ParameterSpace& space) {
     const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 &&
