@@ -208,19 +208,37 @@ void check_close(const std::vector<double>& actual, const std::vector<double>& e
                               actual[worst], expected[worst]));
 }
 
-// `computed` (the pipeline's gradient, in the reference's layout) against central differences
-// of `loss` with respect to the elements of `values` that `random` samples.
+// Central differences of `loss` with respect to the elements of `values` that `random` samples:
+// what a pipeline's gradient is checked against. They depend on the data alone, not on how the
+// pipeline runs, so a test of many schedules of one layer computes them once.
+struct SampledGradient {
+    std::vector<size_t> indices;
+    std::vector<double> expected;
+};
+
+SampledGradient central_differences(std::vector<double>& values, const std::function<double()>& loss, Random& random,
+                                    double step = 1e-6) {
+    SampledGradient sampled{random.sample(values.size()), {}};
+    for (size_t i : sampled.indices) sampled.expected.push_back(ref::central_difference(values[i], loss, step));
+    return sampled;
+}
+
+// `computed` (the pipeline's gradient, in the reference's layout) at the sampled elements.
+void check_gradient(const std::vector<double>& computed, const SampledGradient& sampled, const std::string& what,
+                    double tolerance = 1e-3) {
+    std::vector<double> actual;
+    for (size_t i : sampled.indices) {
+        REQUIRE(i < computed.size());
+        actual.push_back(computed[i]);
+    }
+    check_close(actual, sampled.expected, tolerance, what + " against central differences", sampled.indices);
+}
+
 void check_gradient(std::vector<double>& values, const std::vector<double>& computed,
                     const std::function<double()>& loss, Random& random, const std::string& what, double step = 1e-6,
                     double tolerance = 1e-3) {
     REQUIRE(values.size() == computed.size());
-    const std::vector<size_t> indices = random.sample(values.size());
-    std::vector<double> actual, expected;
-    for (size_t i : indices) {
-        actual.push_back(computed[i]);
-        expected.push_back(ref::central_difference(values[i], loss, step));
-    }
-    check_close(actual, expected, tolerance, what + " against central differences", indices);
+    check_gradient(computed, central_differences(values, loss, random, step), what, tolerance);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,22 +255,43 @@ std::string describe(const ConvCase& t) {
                        t.bias ? "" : ", no bias");
 }
 
+// A conv case's data, its reference output and the central differences its gradients are
+// checked against.
+struct ConvReference {
+    ConvCase t;
+    ref::Tensor input, weight;
+    std::vector<double> bias;
+    ref::Tensor expected, output_grad;
+    SampledGradient input_grad, weight_grad, bias_grad;
+};
+
+ConvReference conv_reference(const ConvCase& t, unsigned seed) {
+    Random random(seed);
+    ConvReference r;
+    r.t = t;
+    r.input = random.tensor(t.batch, t.in_channels, t.height, t.width);
+    r.weight = random.tensor(t.out_channels, t.in_channels, t.kernel, t.kernel);
+    if (t.bias) r.bias = random.values(t.out_channels);
+    r.expected = ref::conv2d(r.input, r.weight, r.bias, t.stride, t.padding);
+    r.output_grad = random.tensor(r.expected.n, r.expected.c, r.expected.h, r.expected.w);
+    auto loss = [&] { return ref::sum_of_products(ref::conv2d(r.input, r.weight, r.bias, t.stride, t.padding), r.output_grad); };
+    r.input_grad = central_differences(r.input.data, loss, random);
+    r.weight_grad = central_differences(r.weight.data, loss, random);
+    if (t.bias) r.bias_grad = central_differences(r.bias, loss, random);
+    return r;
+}
+
 // With `context`'s database (the autotuner's parameters) when it has one; records the conv's
 // parameterised stages where context.tunable_stages is set.
-void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu_context(true)) {
+void check_conv2d(const ConvReference& r, const Context& context = cpu_context(true)) {
+    const ConvCase& t = r.t;
     INFO(describe(t));
-    Random random(seed);
-    ref::Tensor input = random.tensor(t.batch, t.in_channels, t.height, t.width);
-    ref::Tensor weight = random.tensor(t.out_channels, t.in_channels, t.kernel, t.kernel);
-    std::vector<double> bias = t.bias ? random.values(t.out_channels) : std::vector<double>{};
-    const ref::Tensor expected = ref::conv2d(input, weight, bias, t.stride, t.padding);
-    const ref::Tensor output_grad = random.tensor(expected.n, expected.c, expected.h, expected.w);
-
+    const ref::Tensor& expected = r.expected;
     const ConvGeometry g{t.in_channels, t.out_channels, t.width,  t.height, expected.w,
                          expected.h,    t.kernel,       t.stride, t.padding};
-    Buffer<float> input_buffer = image_buffer(input), weight_buffer = conv_weight_buffer(weight),
-                  bias_buffer = flat_buffer(bias, {std::max(t.out_channels, 1)}),
-                  grad_buffer = image_buffer(output_grad);
+    Buffer<float> input_buffer = image_buffer(r.input), weight_buffer = conv_weight_buffer(r.weight),
+                  bias_buffer = flat_buffer(r.bias, {std::max(t.out_channels, 1)}),
+                  grad_buffer = image_buffer(r.output_grad);
     // The input read directly, as a network's first layer reads the images.
     const Value in{Func(input_buffer), {t.in_channels, t.width, t.height}};
     const schedules::Conv2dForwardStages forward =
@@ -282,12 +321,13 @@ void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu
     if (!realize(outputs, buffers)) return;
 
     check_close(from_image_buffer(out).data, expected.data, 1e-4, "forward output");
-    auto loss = [&] {
-        return ref::sum_of_products(ref::conv2d(input, weight, bias, t.stride, t.padding), output_grad);
-    };
-    check_gradient(input.data, from_image_buffer(input_grad).data, loss, random, "input_grad");
-    check_gradient(weight.data, from_conv_weight_buffer(weight_grad).data, loss, random, "weight_grad");
-    if (t.bias) check_gradient(bias, from_flat_buffer(bias_grad), loss, random, "bias_grad");
+    check_gradient(from_image_buffer(input_grad).data, r.input_grad, "input_grad");
+    check_gradient(from_conv_weight_buffer(weight_grad).data, r.weight_grad, "weight_grad");
+    if (t.bias) check_gradient(from_flat_buffer(bias_grad), r.bias_grad, "bias_grad");
+}
+
+void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu_context(true)) {
+    check_conv2d(conv_reference(t, seed), context);
 }
 
 TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch's conv2d under the CPU schedule") {
@@ -325,10 +365,11 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
     std::mt19937 random(11);
     unsigned seed = 100;
     for (const ConvCase& t : cases) {
+        const ConvReference reference = conv_reference(t, seed);
         std::vector<schedules::TunableStage> stages;
         Context probe = cpu_context(true);
         probe.tunable_stages = &stages;
-        check_conv2d(t, seed, probe);
+        check_conv2d(reference, probe);
         REQUIRE(stages.size() == 3);  // forward, weight gradient, input gradient
         for (const schedules::TunableStage& stage : stages) {
             for (const auto& [name, value] : stage.defaults) {
@@ -368,7 +409,7 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
             INFO("parameters:" << chosen);
             Context tuned = cpu_context(true);
             tuned.database = &database;
-            check_conv2d(t, seed, tuned);
+            check_conv2d(reference, tuned);
         }
         seed++;
     }
