@@ -898,7 +898,7 @@ ref::Tensor reference_conv_relu_pool(const ConvPoolCase& t, const ConvPoolTensor
 // `training` adds the argmax and the backward pass of the whole chain for `x.output_grad`; with
 // `first_layer`, as a network's first conv, without the input gradient.
 ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, bool fused, bool training,
-                                  bool first_layer = false) {
+                                  bool first_layer = false, const schedules::ScheduleDatabase* database = nullptr) {
     const ConvCase& cc = t.conv;
     const int conv_width = ref::pooled_size(cc.width, cc.kernel, cc.stride, cc.padding),
               conv_height = ref::pooled_size(cc.height, cc.kernel, cc.stride, cc.padding);
@@ -918,7 +918,8 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
 
     Buffer<float> input_buffer = image_buffer(x.input), weight_buffer = conv_weight_buffer(x.weight),
                   bias_buffer = flat_buffer(x.bias, {cc.out_channels});
-    const Context context = cpu_context(training);
+    Context context = cpu_context(training);
+    context.database = database;
     const schedules::Conv2dForwardStages conv =
         conv2d_forward("conv", Value{Func(input_buffer), {cc.in_channels, cc.width, cc.height}}, conv_geometry,
                        Func(weight_buffer), Func(bias_buffer), cpu::conv2d_algorithm(context, conv_geometry, fused));
@@ -1020,6 +1021,7 @@ const ConvPoolCase conv_pool_cases[] = {
     {{2, 6, 9, 10, 16, 3, 2, 0}, 2, 2, 0},  // strided conv, two channel vectors, odd pooled input
     {{2, 16, 8, 10, 32, 3, 1, 1}, 2, 2, 0},  // Winograd's 2x2 output tiles under 2x2 pool windows
     {{1, 16, 6, 6, 16, 3, 1, 1}, 3, 2, 1},   // Winograd's tiles under overlapping, padded windows
+    {{2, 8, 13, 7, 24, 3, 1, 1}, 3, 2, 1},   // overlapping windows over 7 pool rows, channel vectors
 };
 
 TEST_CASE("conv fused into its max pool, then relu, equals conv, relu, max pool scheduled apart, and PyTorch") {
@@ -1034,6 +1036,23 @@ TEST_CASE("conv fused into its max pool, then relu, equals conv, relu, max pool 
         if (!fused.realized || !apart.realized) continue;
         check_close(fused.output.data, apart.output.data, 1e-5, "fused against unfused");
         check_close(fused.output.data, reference_conv_relu_pool(t, x).data, 1e-5, "fused against the reference");
+        if (t.pool_kernel <= t.pool_stride) continue;
+        // Overlapping windows: the pool's rows in 2 or 4 chunks (7 rows: a shorter last chunk),
+        // the conv rows they share computed once per chunk; 0: a pool row at a time.
+        for (int chunks : {2, 4, 0}) {
+            INFO("pool_row_chunks " << chunks);
+            const ConvCase& cc = t.conv;
+            const int conv_width = ref::pooled_size(cc.width, cc.kernel, cc.stride, cc.padding),
+                      conv_height = ref::pooled_size(cc.height, cc.kernel, cc.stride, cc.padding);
+            const schedules::ConvGeometry g{cc.in_channels, cc.out_channels, cc.width,  cc.height, conv_width,
+                                            conv_height,    cc.kernel,       cc.stride, cc.padding};
+            schedules::ScheduleDatabase database;
+            database.insert(cpu::target_key(cpu_context(false).target),
+                            cpu::conv_forward_signature(cpu_context(false), g, true), {{"pool_row_chunks", chunks}});
+            const ConvPoolResult chunked = run_conv_relu_pool(t, x, true, false, false, &database);
+            if (!chunked.realized) continue;
+            check_close(chunked.output.data, fused.output.data, 1e-6, "pool rows in chunks against the default");
+        }
     }
 }
 

@@ -222,8 +222,13 @@ void channel_sum(Func f, TailStrategy tail, const Context& context) {
 // are computed inside it. A consumer that takes the pool a row at a time (`inside_consumer`: its
 // ReLU, a residual add) computes it inside its own row loop, so no pooled tensor is stored and
 // read back; otherwise the pool is stored, parallel over its rows.
+// `row_chunks` > 0 (stored pools only): the pool's rows of each image in that many parallel chunks,
+// the conv stored per chunk and computed a pool row at a time inside it, so that the conv rows
+// neighbouring windows share (a 3x3 window of stride 2 shares one with the next) are computed once
+// (Halide's sliding window), not once per window: only each chunk's first row is computed twice.
 // `along_x`: the conv is vectorised along x, and the pool too, stored x innermost.
-void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consumer, bool along_x, int vector_width) {
+void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consumer, bool along_x, int vector_width,
+                     int row_chunks) {
     Func p_out = pool.output;
     const std::vector<Var> pv = p_out.args();
     if (along_x) {
@@ -234,9 +239,16 @@ void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consu
     }
     if (inside_consumer) {
         conv.compute_at(p_out, pv[2]);
+        return;
+    }
+    p_out.compute_root();
+    Var rows("rows");
+    if (row_chunks > 0) {
+        Var chunk("chunk"), row("row");
+        const int chunk_rows = static_cast<int>((pool.geometry.out_height + row_chunks - 1) / row_chunks);
+        p_out.split(pv[2], chunk, row, chunk_rows, TailStrategy::GuardWithIf).fuse(chunk, pv[3], rows).parallel(rows);
+        conv.store_at(p_out, rows).compute_at(p_out, row);
     } else {
-        p_out.compute_root();
-        Var rows("rows");
         p_out.fuse(pv[2], pv[3], rows).parallel(rows);
         conv.compute_at(p_out, rows);
     }
@@ -334,7 +346,7 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     Halide::LoopLevel tile_row;
     if (pool) {
         inside_consumer = row_consumer;
-        compute_in_pool(out, *pool, inside_consumer, false, vw);
+        compute_in_pool(out, *pool, inside_consumer, false, vw, 0);
         tile_row = Halide::LoopLevel(out, yo);
     } else {
         out.compute_root();
@@ -427,6 +439,12 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
                                  2 * defaults["x_vectors"] * g.out_channels <= registers(context) - 3
                              ? 2
                              : 1;
+    // `pool_row_chunks` (compute_in_pool; the direct sum's, Winograd's rows of tiles stay inside the
+    // pool's rows), where the pool's windows overlap: 8 chunks by default (ResNet-18's stem, 56
+    // pool rows: 7 a chunk, 15 conv rows computed for its 14 instead of 21).
+    const bool windows_overlap = pool != nullptr && pool->geometry.kernel > pool->geometry.stride;
+    space["pool_row_chunks"] = windows_overlap ? std::vector<int>{0, 2, 4, 8, 16} : std::vector<int>{0};
+    defaults["pool_row_chunks"] = windows_overlap ? 8 : 0;
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
     const int winograd_tile = p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
@@ -438,7 +456,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     if (s.is_winograd()) return schedule_winograd_forward(s, context, pool, row_consumer, p);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
     // the conv (or its pool) a row at a time does.
-    const bool inside_consumer = row_consumer && (pool != nullptr || !p.at("blocks_outer"));
+    const bool inside_consumer = row_consumer && (pool != nullptr ? !p.at("pool_row_chunks") : !p.at("blocks_outer"));
     const bool stored_whole = pool == nullptr && !inside_consumer;
 
     if (!s.weight_blocks.defined()) {
@@ -476,7 +494,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         out.align_bounds(c, vw);
     }
     if (pool) {
-        compute_in_pool(out, *pool, inside_consumer, along_x, vw);
+        compute_in_pool(out, *pool, inside_consumer, along_x, vw, p.at("pool_row_chunks"));
     } else if (stored_whole) {
         out.compute_root();
         Var rows("rows");
