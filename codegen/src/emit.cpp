@@ -131,6 +131,8 @@ std::string slot_expression(const Slot& slot) {
             return "c.model->augmentation";
         case SlotKind::augmented_images:
             return "c.augmented->get()";
+        case SlotKind::prepared:
+            return fmt::format("(*c.prepared)[{}].get()", slot.index);
     }
     return "";
 }
@@ -227,18 +229,34 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         if (p.program.tensors.empty()) out += "    {\"\", 0, {0, 0, 0}, false, false, 0, 0, -1, 0},\n";
         out += "};\n";
         out += fmt::format("constexpr int {}_tensor_count = {};\n", p.name, p.program.tensors.size());
-        out += fmt::format(
-            "int run_{0}_program(const {0}Kernels& k, void* context, ProgramCall& c) {{\n    int r = 0;\n", p.name);
-        for (size_t i = 0; i < p.program.calls.size(); i++) {
-            const KernelCall& call = p.program.calls[i];
-            std::vector<std::string> arguments = {"context"};
-            for (const Slot& slot : call.slots) arguments.push_back(slot_expression(slot));
+        // The prepared tensors (inference), each a flat float array, and the calls that write them.
+        std::vector<std::string> prepared = {"0"}, preparation_names = {"\"\""};
+        if (!p.program.prepared.empty()) prepared.clear();
+        for (const PreparedTensor& t : p.program.prepared) prepared.push_back(std::to_string(t.elements));
+        if (!p.program.preparation_calls.empty()) preparation_names.clear();
+        for (const KernelCall& call : p.program.preparation_calls) preparation_names.push_back(fmt::format("\"{}\"", call.what));
+        out += fmt::format("const int64_t {}_prepared_elements[] = {{{}}};\n", p.name, fmt::join(prepared, ", "));
+        out += fmt::format("constexpr int {}_prepared_count = {};\n", p.name, p.program.prepared.size());
+        out += fmt::format("const char* const {}_preparation_call_names[] = {{{}}};\n", p.name,
+                           fmt::join(preparation_names, ", "));
+        out += fmt::format("constexpr int {}_preparation_call_count = {};\n", p.name, p.program.preparation_calls.size());
+        auto calls_function = [&](const std::string& function, const std::vector<KernelCall>& calls) {
             out += fmt::format(
-                "    c.failed_call = {0};\n    c.size_next(context, {3}, {4});\n    c.start();\n"
-                "    if ((r = k.k{1}({2})) != 0) return r;\n    c.stop({0});\n",
-                i, call.kernel, fmt::join(arguments, ", "), call.work_per_sample, call.work_per_call);
-        }
-        out += "    c.failed_call = -1;\n    return 0;\n}\n\n";
+                "[[maybe_unused]] int {}(const {}Kernels& k, void* context, ProgramCall& c) {{\n", function, p.name);
+            out += calls.empty() ? "    (void)k;\n    (void)context;\n    (void)c;\n" : "    int r = 0;\n";
+            for (size_t i = 0; i < calls.size(); i++) {
+                const KernelCall& call = calls[i];
+                std::vector<std::string> arguments = {"context"};
+                for (const Slot& slot : call.slots) arguments.push_back(slot_expression(slot));
+                out += fmt::format(
+                    "    c.failed_call = {0};\n    c.size_next(context, {3}, {4});\n    c.start();\n"
+                    "    if ((r = k.k{1}({2})) != 0) return r;\n    c.stop({0});\n",
+                    i, call.kernel, fmt::join(arguments, ", "), call.work_per_sample, call.work_per_call);
+            }
+            out += calls.empty() ? "    return 0;\n}\n\n" : "    c.failed_call = -1;\n    return 0;\n}\n\n";
+        };
+        calls_function(fmt::format("run_{}_program", p.name), p.program.calls);
+        calls_function(fmt::format("run_{}_preparation", p.name), p.program.preparation_calls);
     }
     // The first target whose features the running CPU has is used; the last is plain x86-64.
     out += "const int target_features[][64] = {\n";
@@ -478,7 +496,9 @@ void emit_library(const Model& model, const EmitOptions& options) {
     }
     const std::vector<ParameterLayout> layouts = parameter_layouts(model);
 
-    const LoweringOptions lowering = LoweringOptions::for_library(options.targets.front().target, options.database);
+    std::vector<Halide::Target> targets;
+    for (const TargetChoice& t : options.targets) targets.push_back(t.target);
+    const LoweringOptions lowering = LoweringOptions::for_library(targets, options.database);
     std::vector<EmittedProgram> programs = {{"train", plan_training_step(model, lowering), {}},
                                             {"predict", plan_inference(model, lowering), {}}};
     const Shape& input = model.graph().node(model.input_node()).shape;

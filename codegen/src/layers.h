@@ -48,10 +48,23 @@ Halide::Func spatially_extended(const Value& image, const std::string& name, con
 // or, under a max pool, the pool's own, which sums alike (each window's gradient goes whole to one
 // of its inputs) over fewer pixels. `algorithm`
 // (schedules::conv2d_algorithm) says whether the forward reads its weights in blocks of output
-// channels and whether it is Winograd's; the backward pass is the direct one either way.
+// channels and whether it is Winograd's; the backward pass is the direct one either way. With
+// `prepared` (a flat float array, conv2d_prepare_weights' layout for `algorithm`) the forward
+// reads its weights from there and `weight` is not read (may be undefined).
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
                                               const Halide::Func& weight, const Halide::Func& bias,
-                                              const schedules::ConvAlgorithm& algorithm);
+                                              const schedules::ConvAlgorithm& algorithm,
+                                              const Halide::Func& prepared = Halide::Func());
+// The weights `algorithm` reads in blocks (or Winograd-transformed), as one flat array over (j)
+// (Conv2dPreparationStages), for conv2d_forward's `prepared`; nothing when `algorithm` reads the
+// weights as they are.
+schedules::Conv2dPreparationStages conv2d_prepare_weights(const std::string& name, const ConvGeometry& geometry,
+                                                          const Halide::Func& weight,
+                                                          const schedules::ConvAlgorithm& algorithm);
+// Floats conv2d_prepare_weights' array has for `algorithm` (0: none prepared), and at most for
+// any algorithm a target of this vector width may choose.
+int64_t prepared_weight_elements(const ConvGeometry& geometry, const schedules::ConvAlgorithm& algorithm);
+int64_t prepared_weight_bound(const ConvGeometry& geometry, int vector_width);
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad,
                                                 const Value& bias_grad_source, bool need_input_grad,

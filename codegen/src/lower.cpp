@@ -10,6 +10,7 @@
 #include <cctype>
 #include <optional>
 #include <set>
+#include <tuple>
 
 namespace convgen::codegen {
 
@@ -226,6 +227,21 @@ class Kernel {
         return Func(param);
     }
 
+    // A prepared tensor (Program::prepared): flat, of any extent at least what the kernel reads.
+    Func prepared(Slot slot) {
+        ImageParam param(Halide::Float(32), 1, fmt::format("w{}", inputs_.size()));
+        param.dim(0).set_min(0).set_stride(1);
+        add_input(slot, param);
+        return Func(param);
+    }
+
+    // A preparation kernel's output: the whole of the caller's flat array, whatever its extent.
+    void prepared_output(Slot slot, const Func& func) {
+        func.output_buffer().dim(0).set_min(0).set_stride(1);
+        outputs_slots_.push_back(slot);
+        outputs_.push_back(func);
+    }
+
     Func labels() {
         ImageParam param(Halide::Int(32), 1, "labels");
         param.dim(0).set_min(0).set_stride(1);
@@ -344,6 +360,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
           tunable_stages_(options.tunable_stages),
           unscheduled_(options.unscheduled),
           concat_in_place_(options.concat_in_place),
+          prepare_weights_(options.prepare_weights && !training && !options.unscheduled),
+          targets_(options.targets.empty() ? std::vector<Halide::Target>{Halide::get_host_target()} : options.targets),
           layouts_(parameter_layouts(model)) {}
 
     Program plan() {
@@ -385,6 +403,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
             program_.parameter_updated = updated_;
         } else {
             plan_probabilities(output);
+            for (auto& [key, what, body, work] : preparations_) {
+                add_call(key, what, body, 0, work, &program_.preparation_calls);
+            }
         }
         for (const Node& layer : model_.graph().nodes()) {
             auto value = canonical_.layer_values.find(layer.name);
@@ -677,7 +698,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
     }
 
     void add_call(std::string key, const std::string& what, Body body, int64_t work_per_sample,
-                  int64_t work_per_call = 0) {
+                  int64_t work_per_call = 0, std::vector<KernelCall>* calls = nullptr) {
         // The body run once here, for the slots this call binds (kernels are built per target later).
         Kernel probe(Halide::get_host_target(), database_, training_, nullptr, false, &program_.tensors);
         body(probe);
@@ -700,7 +721,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
         } else {
             k = found->second;
         }
-        program_.calls.push_back({k, slots, probe.output_count(), what, work_per_sample, work_per_call});
+        (calls != nullptr ? *calls : program_.calls)
+            .push_back({k, slots, probe.output_count(), what, work_per_sample, work_per_call});
     }
 
     static schedules::ConvGeometry conv_geometry(const Node& n, const Shape& in) {
@@ -788,11 +810,52 @@ class Planner : public std::enable_shared_from_this<Planner> {
             variance_tensor = add_tensor(head.name + ".batch_var", {head.shape[0]}, false);
             stats_[head.id] = {mean_tensor, variance_tensor};
         }
+        if (prepare_weights_ && head.kind == LayerKind::conv2d) plan_preparation(group);
         add_call(group_key(training_ ? "forward-train" : "forward", group), "forward " + group_name(group),
                  [this, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor](Kernel& k) {
                      forward_body(k, group, value_tensor, argmax_tensor, mean_tensor, variance_tensor);
                  },
                  multiply_adds(group));
+    }
+
+    static bool pooled(const Graph& graph, const std::vector<int>& nodes) {
+        return nodes.size() > 1 && graph.node(nodes[1]).kind == LayerKind::max_pool;
+    }
+
+    // A conv whose schedules read its weights in another layout gets them from a prepared tensor,
+    // sized for the largest layout of the targets, and a preparation call that writes it.
+    void plan_preparation(const Group& group) {
+        const Node& head = node(group.head());
+        const bool with_pool = pooled(graph_, group.nodes);
+        const ConvGeometry geometry = conv_geometry(head, node(head.inputs[0]).shape);
+        PreparedTensor prepared{head.name + ".prepared_weights", 0, 0};
+        for (const Halide::Target& target : targets_) {
+            if (target.has_gpu_feature()) return;
+            schedules::Context context;
+            context.target = target;
+            context.database = database_;
+            const int64_t elements =
+                prepared_weight_elements(geometry, schedules::conv2d_algorithm(context, geometry, with_pool));
+            if (elements == 0) return;
+            prepared.elements = std::max(prepared.elements, elements);
+            prepared.bound = std::max(prepared.bound, prepared_weight_bound(geometry, context.vector_width()));
+        }
+        const int index = static_cast<int>(program_.prepared.size());
+        program_.prepared.push_back(prepared);
+        prepared_of_[head.id] = index;
+        const int id = head.id;
+        preparations_.emplace_back(
+            fmt::format("prepare | {}{}", node_key(head), with_pool ? " pooled" : ""), "prepare " + head.name,
+            [this, id, with_pool, index](Kernel& k) {
+                const Node& conv = node(id);
+                const ConvGeometry g = conv_geometry(conv, node(conv.inputs[0]).shape);
+                const Func weight = conv_parameters(k, conv).first;
+                schedules::Conv2dPreparationStages stages =
+                    conv2d_prepare_weights("conv", g, weight, schedules::conv2d_algorithm(k.context, g, with_pool));
+                schedules::schedule_conv2d_preparation(stages, k.context);
+                k.prepared_output({SlotKind::prepared, index}, stages.flat);
+            },
+            prepared.elements);
     }
 
     void forward_body(Kernel& k, const Group& group, int value_tensor, int argmax_tensor, int mean_tensor,
@@ -809,11 +872,14 @@ class Planner : public std::enable_shared_from_this<Planner> {
         switch (head.kind) {
             case LayerKind::conv2d: {
                 const auto [weight, bias] = conv_parameters(k, head);
-                const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
+                const bool with_pool = pooled(graph_, group.nodes);
                 const ConvGeometry geometry = conv_geometry(head, node(head.inputs[0]).shape);
+                const auto prepared = prepared_of_.find(head.id);
+                const Func prepared_weights =
+                    prepared != prepared_of_.end() ? k.prepared({SlotKind::prepared, prepared->second}) : Func();
                 schedules::Conv2dForwardStages conv =
                     conv2d_forward("conv", inputs[0], geometry, weight, bias,
-                                   schedules::conv2d_algorithm(k.context, geometry, with_pool));
+                                   schedules::conv2d_algorithm(k.context, geometry, with_pool), prepared_weights);
                 if (!with_pool) {
                     // Computed a row at a time inside the output's loop, with what follows it
                     // (bias and folded batch norm are in it already; add and activation are
@@ -1347,6 +1413,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
     std::vector<schedules::TunableStage>* tunable_stages_;
     bool unscheduled_;
     bool concat_in_place_;
+    bool prepare_weights_;
+    std::vector<Halide::Target> targets_;
     std::vector<ParameterLayout> layouts_;
     std::vector<Group> groups_;
     std::vector<int> group_of_, tensor_of_;
@@ -1362,6 +1430,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
     Program program_;
     std::map<std::string, int> kernel_index_;
     std::vector<Body> bodies_;
+    std::map<int, int> prepared_of_;  // conv node -> its prepared weights (Program::prepared)
+    // Added after every other call, so that the other kernels keep the indices a program planned
+    // without preparation gives them: (key, what, body, work per call).
+    std::vector<std::tuple<std::string, std::string, Body, int64_t>> preparations_;
 };
 
 // The augmentation of the caller's images into `out`.

@@ -23,6 +23,11 @@ ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& geome
                            : cpu::conv2d_algorithm(context, geometry, fused_pool);
 }
 
+void schedule_conv2d_preparation(Conv2dPreparationStages stages, const Context& context) {
+    return on_gpu(context) ? gpu::schedule_conv2d_preparation(stages, context)
+                           : cpu::schedule_conv2d_preparation(stages, context);
+}
+
 bool schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& context, bool row_consumer) {
     return on_gpu(context) ? gpu::schedule_conv2d_backward(stages, context, row_consumer)
                            : cpu::schedule_conv2d_backward(stages, context, row_consumer);

@@ -97,15 +97,49 @@ class CallBuffers {
                 case SlotKind::probabilities:
                     buffer = make(Halide::Float(32), {model.classes(), batch});
                     break;
+                case SlotKind::prepared:
+                    if (i >= inputs) {
+                        // Room for the layout of any candidate.
+                        buffer = make(Halide::Float(32), {program.prepared[static_cast<size_t>(slot.index)].bound});
+                    } else {
+                        // Written by its preparation call (from random parameters of its own), as
+                        // the candidate being measured lays it out: see prepare().
+                        preparations_.push_back({preparation_of(program, slot), nullptr});
+                        const KernelCall& writer = program.preparation_calls[preparations_.back().first];
+                        preparations_.back().second = std::make_unique<CallBuffers>(model, program, writer, 1, random);
+                        buffer = preparations_.back().second->outputs().front();
+                    }
+                    break;
                 default:
                     break;  // a scalar
             }
             if (i >= inputs) {
                 outputs_.push_back(buffer);
             } else {
-                if (buffer.defined()) fill(buffer, slot.kind, model.classes(), random);
+                if (buffer.defined() && slot.kind != SlotKind::prepared) fill(buffer, slot.kind, model.classes(), random);
                 inputs_.push_back({slot.kind, buffer});
             }
+        }
+    }
+
+    // The kernels of the preparation calls of the call's prepared inputs, built now: as the schedule
+    // database stands, so that they lay the weights out as the candidate built with them reads them.
+    std::vector<LoweredPipeline> build_preparations(const Program& program, const Halide::Target& target) const {
+        std::vector<LoweredPipeline> kernels;
+        for (const auto& preparation : preparations_) {
+            kernels.push_back(program.build(program.preparation_calls[preparation.first].kernel, target));
+        }
+        return kernels;
+    }
+
+    // Runs them (build_preparations' kernels, in its order) into the prepared inputs.
+    void prepare(std::vector<LoweredPipeline>& kernels, const Halide::Target& target) {
+        for (size_t p = 0; p < kernels.size(); p++) {
+            CallBuffers& buffers = *preparations_[p].second;
+            buffers.bind(kernels[p]);
+            kernels[p].pipeline.compile_jit(target);
+            Halide::Realization outputs(buffers.outputs());
+            kernels[p].pipeline.realize(outputs, target);
         }
     }
 
@@ -149,6 +183,16 @@ class CallBuffers {
     }
 
   private:
+    // The preparation call that writes a prepared tensor.
+    static size_t preparation_of(const Program& program, const Slot& slot) {
+        for (size_t c = 0; c < program.preparation_calls.size(); c++) {
+            const KernelCall& call = program.preparation_calls[c];
+            const Slot& written = call.slots.back();
+            if (written.kind == SlotKind::prepared && written.index == slot.index) return c;
+        }
+        throw std::logic_error("a prepared tensor that no preparation call writes");
+    }
+
     static Halide::Buffer<> make(Halide::Type type, const std::vector<int64_t>& extents) {
         std::vector<int> sizes;
         for (int64_t e : extents) sizes.push_back(static_cast<int>(e));
@@ -171,6 +215,7 @@ class CallBuffers {
     std::vector<codegen::ParameterLayout> layouts_;
     std::vector<std::pair<SlotKind, Halide::Buffer<>>> inputs_;
     std::vector<Halide::Buffer<>> outputs_;
+    std::vector<std::pair<size_t, std::unique_ptr<CallBuffers>>> preparations_;
     mutable volatile unsigned char touched_ = 0;  // keeps touch_activations' reads
 };
 
@@ -458,6 +503,8 @@ class Tuner {
             Measurement m;
             try {
                 LoweredPipeline kernel = job.program->build(job.kernel, target_);
+                std::vector<LoweredPipeline> preparations = buffers.build_preparations(*job.program, target_);
+                buffers.prepare(preparations, target_);
                 const double ms = run_timed(kernel, buffers, target_, options_.repeats, warm_);
                 if (reference.empty()) {
                     reference = copies(buffers.outputs());
@@ -550,15 +597,23 @@ class Tuner {
     std::pair<double, double> timed_alternately(const Job& job, const ScheduleParameters& start,
                                                 const ScheduleParameters& winner, CallBuffers& buffers) {
         constexpr int rounds = 5;
+        struct Built {
+            LoweredPipeline kernel;
+            std::vector<LoweredPipeline> preparations;  // of its prepared inputs, laid out as it reads them
+        };
         auto build = [&](const ScheduleParameters& parameters) {
             working_.insert(key_, job.stage.signature, parameters);
-            return job.program->build(job.kernel, target_);
+            return Built{job.program->build(job.kernel, target_), buffers.build_preparations(*job.program, target_)};
         };
-        LoweredPipeline start_kernel = build(start), winner_kernel = build(winner);
+        Built start_built = build(start), winner_built = build(winner);
+        auto timed = [&](Built& built) {
+            buffers.prepare(built.preparations, target_);
+            return run_timed(built.kernel, buffers, target_, options_.repeats, warm_);
+        };
         std::vector<double> start_ms, winner_ms;
         for (int r = 0; r < rounds; r++) {
-            start_ms.push_back(run_timed(start_kernel, buffers, target_, options_.repeats, warm_));
-            winner_ms.push_back(run_timed(winner_kernel, buffers, target_, options_.repeats, warm_));
+            start_ms.push_back(timed(start_built));
+            winner_ms.push_back(timed(winner_built));
         }
         return {median(start_ms), median(winner_ms)};
     }
@@ -660,6 +715,8 @@ std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, co
     const Halide::Target jit = jit_target(target);
     codegen::LoweringOptions scheduled, unscheduled;
     scheduled.database = &database;
+    // Kernel against kernel, each laying out its own weights: an autoscheduled kernel reads none prepared.
+    scheduled.prepare_weights = false;
     unscheduled.unscheduled = true;
     const Program ours =
         options.training ? codegen::plan_training_step(model, scheduled) : codegen::plan_inference(model, scheduled);
@@ -771,7 +828,7 @@ RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& ta
                                     int candidates, bool training, uint32_t seed) {
     if (candidates < 1) throw std::invalid_argument("remote tuning needs at least one candidate");
     std::vector<TunableStage> recorded;
-    codegen::LoweringOptions lowering = codegen::LoweringOptions::for_library(target, &start);
+    codegen::LoweringOptions lowering = codegen::LoweringOptions::for_library({target}, &start);
     lowering.tunable_stages = &recorded;
     const Program program = training ? codegen::plan_training_step(model, lowering) : codegen::plan_inference(model, lowering);
     const std::vector<std::vector<TunableStage>> stages = stages_per_kernel(program, target, recorded);

@@ -337,6 +337,32 @@ void check_conv2d(const ConvReference& r, const Context& context = cpu_context(t
     if (t.bias) check_gradient(from_flat_buffer(bias_grad), r.bias_grad, "bias_grad");
 }
 
+// The forward pass reading its weights from conv2d_prepare_weights' array, as a prediction reads
+// them (computed once per change of the parameters): the reference's numbers.
+void check_prepared_forward(const ConvReference& r, const Context& context) {
+    const ConvCase& t = r.t;
+    INFO(describe(t) << ", weights prepared");
+    const ConvGeometry g = conv_geometry(t);
+    const schedules::ConvAlgorithm algorithm = cpu::conv2d_algorithm(context, g, false);
+    const int64_t elements = prepared_weight_elements(g, algorithm);
+    REQUIRE(elements > 0);
+    Buffer<float> input_buffer = image_buffer(r.input), weight_buffer = conv_weight_buffer(r.weight),
+                  bias_buffer = flat_buffer(r.bias, {std::max(t.out_channels, 1)});
+    // Larger than the layout needs, as a library's array sized for several targets' layouts is.
+    Buffer<float> prepared(static_cast<int>(elements + 3 * algorithm.weight_block));
+    schedules::Conv2dPreparationStages preparation =
+        conv2d_prepare_weights("conv", g, Func(weight_buffer), algorithm);
+    cpu::schedule_conv2d_preparation(preparation, context);
+    preparation.flat.realize(prepared, Halide::get_jit_target_from_environment());
+    const Value in{Func(input_buffer), {t.in_channels, t.width, t.height}};
+    const schedules::Conv2dForwardStages forward =
+        conv2d_forward("conv", in, g, Func(), t.bias ? Func(bias_buffer) : Func(), algorithm, Func(prepared));
+    cpu::schedule_conv2d_forward(forward, context, nullptr);
+    Buffer<float> out(t.out_channels, r.expected.w, r.expected.h, t.batch);
+    if (!realize({exact_output(forward.output)}, {out})) return;
+    check_close(from_image_buffer(out).data, r.expected.data, 1e-4, "forward output from prepared weights");
+}
+
 void check_conv2d(const ConvCase& t, unsigned seed, const Context& context = cpu_context(true)) {
     check_conv2d(conv_reference(t, seed), context);
 }
@@ -354,7 +380,11 @@ TEST_CASE("conv2d forward and its input, weight and bias gradients match PyTorch
         {2, 16, 6, 8, 24, 3, 1, 1},  // even outputs, 16 inputs: Winograd's F(2x2, 3x3) by default
     };
     unsigned seed = 1;
-    for (const ConvCase& t : cases) check_conv2d(t, seed++);
+    for (const ConvCase& t : cases) {
+        const ConvReference reference = conv_reference(t, seed++);
+        check_conv2d(reference);
+        check_prepared_forward(reference, cpu_context(false));
+    }
 }
 
 TEST_CASE("every conv schedule in the autotuner's parameter space computes the same numbers") {
@@ -421,6 +451,9 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
             Context tuned = cpu_context(true);
             tuned.database = &database;
             check_conv2d(reference, tuned);
+            // Blocks outermost and Winograd's whole product in the first draw, the direct sum in the
+            // second: each as a prediction reads its prepared weights.
+            if (draw < 2) check_prepared_forward(reference, tuned);
         }
         seed++;
     }

@@ -641,9 +641,59 @@ struct Victim {
     }
 };
 
+// A prediction lays the weights out for its kernels once per change of the parameters (the
+// library's prepared weights): after each way of changing them it must predict as a model that
+// was given the same parameters afresh does, bit for bit.
+template <typename Api>
+void check_predictions_follow_parameters() {
+    using Model = typename Api::Model;
+    const Data data = random_set<Api>(4, 11);
+    Model model(1);
+    auto fresh_prediction = [&](Model& source) {
+        Model fresh(99);
+        for (const auto& info : Model::parameters()) fresh.set_parameter(info.name, source.get_parameter(info.name));
+        return prediction_bits(fresh, data);
+    };
+    const std::vector<uint32_t> initial = prediction_bits(model, data);
+    CHECK(initial == fresh_prediction(model));
+
+    for (const auto& info : Model::parameters()) {
+        std::vector<float> values = model.get_parameter(info.name);
+        for (float& v : values) v *= 0.5f;
+        model.set_parameter(info.name, values);
+    }
+    const std::vector<uint32_t> halved = prediction_bits(model, data);
+    CHECK(halved != initial);
+    CHECK(halved == fresh_prediction(model));
+
+    model.train_step(data.images.data(), data.labels.data(), data.count);
+    const std::vector<uint32_t> trained = prediction_bits(model, data);
+    CHECK(trained != halved);
+    CHECK(trained == fresh_prediction(model));
+
+    TemporaryDirectory directory;
+    Model other(7);
+    other.save(directory / "other.safetensors");
+    model.load(directory / "other.safetensors");
+    CHECK(prediction_bits(model, data) == prediction_bits(other, data));
+    other.train_step(data.images.data(), data.labels.data(), data.count);
+    other.save(directory / "trained.safetensors");
+    model.load_pretrained(directory / "trained.safetensors");
+    CHECK(prediction_bits(model, data) == prediction_bits(other, data));
+}
+
 }  // namespace
 
 TEST_SUITE("generated library") {
+    TEST_CASE("predictions follow the parameters through set_parameter, a training step, load and load_pretrained") {
+        SUBCASE("small_cnn") {
+            check_predictions_follow_parameters<SmallCnn>();
+        }
+        SUBCASE("lenet5") {
+            check_predictions_follow_parameters<Lenet5>();
+        }
+    }
+
     TEST_CASE("small_cnn overfits 32 random images: the loss drops at least tenfold in 200 steps") {
         check_overfits<SmallCnn>(32, 200, 32, 0.05f);
     }

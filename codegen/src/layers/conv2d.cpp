@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
@@ -23,6 +24,16 @@ int group_inputs(const ConvGeometry& g) {
 }
 int group_outputs(const ConvGeometry& g) {
     return static_cast<int>(g.out_channels / g.groups);
+}
+
+// The weights zero-extended: a schedule may round the output channel loop up.
+Func extended_weight(const std::string& name, const Func& weight, const ConvGeometry& g) {
+    return zero_extended(weight, {g.out_channels, group_inputs(g), g.kernel, g.kernel}, 0, name + "_weight");
+}
+
+// Winograd's F(m x m, 3x3) computes 3x3 convs of stride 1, undilated, ungrouped.
+bool computes_winograd(const ConvGeometry& g) {
+    return g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1;
 }
 
 // The input channel that weight input i of output channel o reads.
@@ -101,19 +112,59 @@ Expr transformed(const Matrix& left, const Expr& row, const Expr& column, const 
     return Halide::mux(row, rows);
 }
 
+// U = G w G^T of each filter, over (lane, ci, ex, ey, block) for output channel block * B + lane.
+Func winograd_weight(const std::string& name, const Func& weight, int weight_block, const WinogradTransforms& t) {
+    Halide::Var lane("lane"), block("block"), ex("ex"), ey("ey");
+    Func u(name + "_winograd_weight");
+    u(lane, Dims::i, ex, ey, block) = transformed(t.filter, ex, ey, [&](int kx, int ky) {
+        return weight(block * weight_block + lane, Dims::i, kx, ky);
+    });
+    return u;
+}
+
+// Blocks of B output channels: block b holds channels [b * B, (b + 1) * B) for every (i, kx, ky),
+// so that a run of B output channels reads one contiguous stretch through the whole reduction.
+Func weight_blocks(const std::string& name, const Func& weight, int weight_block) {
+    Halide::Var lane("lane"), block("block");
+    const auto& [i, kx, ky] = std::tie(Dims::i, Dims::kx, Dims::ky);
+    Func blocks(name + "_weight_blocks");
+    blocks(lane, i, kx, ky, block) = weight(block * weight_block + lane, i, kx, ky);
+    return blocks;
+}
+
+// The prepared weights' flat layout: j = lane + B * (ci + I * (e1 + E * (e2 + E * block))), for
+// output channel block * B + lane, input ci < I of its group, and (e1, e2) a tap (E = the kernel's
+// side) or one of Winograd's elements (E = m + 2).
+struct PreparedLayout {
+    int block_width = 0, inputs = 0, side = 0;
+
+    PreparedLayout(const ConvGeometry& g, const schedules::ConvAlgorithm& algorithm)
+        : block_width(algorithm.weight_block),
+          inputs(group_inputs(g)),
+          side(algorithm.winograd > 0 ? algorithm.winograd + 2 : static_cast<int>(g.kernel)) {}
+    Expr index(const Expr& lane, const Expr& ci, const Expr& e1, const Expr& e2, const Expr& block) const {
+        return lane + block_width * (ci + inputs * (e1 + side * (e2 + side * block)));
+    }
+};
+
+// The prepared layout (lane, ci, e1, e2, block) read from its flat array.
+Func prepared_layout(const std::string& name, const Func& flat, const PreparedLayout& layout) {
+    Halide::Var lane("lane"), block("block"), e1("e1"), e2("e2");
+    Func prepared(name + "_prepared");
+    prepared(lane, Dims::i, e1, e2, block) = flat(layout.index(lane, Dims::i, e1, e2, block));
+    return prepared;
+}
+
 schedules::WinogradStages winograd_stages(const std::string& name, const schedules::Conv2dForwardStages& conv,
-                                          int weight_block, const WinogradTransforms& t) {
+                                          int weight_block, const WinogradTransforms& t, const Func& prepared) {
     const int m = static_cast<int>(t.output.size());
     const ConvGeometry& g = conv.geometry;
     const int padding = static_cast<int>(g.padding);
-    Halide::Var lane("lane"), block("block"), ex("ex"), ey("ey"), tx("tx"), ty("ty");
+    Halide::Var ex("ex"), ey("ey"), tx("tx"), ty("ty");
     const auto& [c, i, n] = std::tie(Dims::c, Dims::i, Dims::n);
     schedules::WinogradStages w;
     w.tile = m;
-    w.weight = Func(name + "_winograd_weight");
-    w.weight(lane, i, ex, ey, block) = transformed(t.filter, ex, ey, [&](int kx, int ky) {
-        return conv.weight(block * weight_block + lane, i, kx, ky);
-    });
+    w.weight = prepared.defined() ? prepared : winograd_weight(name, conv.weight, weight_block, t);
     w.input = Func(name + "_winograd_input");
     w.input(i, ex, ey, tx, ty, n) = transformed(t.input, ex, ey, [&](int a, int b) {
         return conv.padded_input(i, m * tx + a - padding, m * ty + b - padding, n);
@@ -130,26 +181,34 @@ schedules::WinogradStages winograd_stages(const std::string& name, const schedul
 
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& g,
                                               const Func& weight, const Func& bias,
-                                              const schedules::ConvAlgorithm& algorithm) {
+                                              const schedules::ConvAlgorithm& algorithm, const Func& prepared) {
     const int weight_block = algorithm.weight_block;
+    if (prepared.defined() && prepared_weight_elements(g, algorithm) == 0) {
+        throw std::logic_error(fmt::format("{}: prepared weights for an algorithm that reads them as they are", name));
+    }
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const int stride = static_cast<int>(g.stride), padding = static_cast<int>(g.padding),
               dilation = static_cast<int>(g.dilation);
     schedules::Conv2dForwardStages stages;
     stages.geometry = g;
     stages.padded_input = zero_extended(input, name + "_padded_input");
-    stages.weight = zero_extended(weight, {g.out_channels, group_inputs(g), g.kernel, g.kernel}, 0, name + "_weight");
+    stages.weights_prepared = prepared.defined();
+    const Func prepared_weights =
+        prepared.defined() ? prepared_layout(name, prepared, PreparedLayout(g, algorithm)) : Func();
+    if (!prepared.defined()) {
+        stages.weight = extended_weight(name, weight, g);
+    }
     Func out(name);
     // Bias and weights are zero-extended like the input: a schedule may round the channel loop up.
     const Expr bias_term =
         bias.defined() ? zero_extended(bias, {g.out_channels}, 0, name + "_bias")(c) : Expr(0.0f);
     if (algorithm.winograd > 0) {
         const int m = algorithm.winograd;
-        if (g.kernel != 3 || stride != 1 || dilation != 1 || g.groups != 1 || weight_block <= 0) {
+        if (!computes_winograd(g) || weight_block <= 0) {
             throw std::logic_error(fmt::format("{0}: Winograd F({1}x{1}, 3x3) asked of a conv it does not compute", name, m));
         }
         const WinogradTransforms& transforms = winograd_transforms(m);
-        stages.winograd = winograd_stages(name, stages, weight_block, transforms);
+        stages.winograd = winograd_stages(name, stages, weight_block, transforms, prepared_weights);
         const Func& product = stages.winograd.product;
         out(c, x, y, n) = bias_term + transformed(transforms.output, x % m, y % m, [&](int a, int b) {
                               return product(c, a, b, x / m, y / m, n);
@@ -161,20 +220,61 @@ schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Val
     stages.reduction =
         RDom(0, group_inputs(g), 0, static_cast<int>(g.kernel), 0, static_cast<int>(g.kernel), name + "_r");
     const auto& r = stages.reduction;
-    Expr tap = stages.weight(c, r.x, r.y, r.z);
+    Expr tap;
     if (weight_block > 0) {
-        // Block b holds output channels [b * B, (b + 1) * B) for every (i, kx, ky): a run of B
-        // output channels reads one contiguous stretch of weights through the whole reduction.
-        const auto& [i, kx, ky] = std::tie(Dims::i, Dims::kx, Dims::ky);
-        Halide::Var lane("lane"), block("block");
-        stages.weight_blocks = Func(name + "_weight_blocks");
-        stages.weight_blocks(lane, i, kx, ky, block) = stages.weight(block * weight_block + lane, i, kx, ky);
+        stages.weight_blocks =
+            prepared.defined() ? prepared_weights : weight_blocks(name, stages.weight, weight_block);
         tap = stages.weight_blocks(c % weight_block, r.x, r.y, r.z, c / weight_block);
+    } else {
+        tap = stages.weight(c, r.x, r.y, r.z);
     }
     out(c, x, y, n) = bias_term;
     out(c, x, y, n) += tap * stages.padded_input(input_channel(g, c, r.x), x * stride + r.y * dilation - padding,
                                                  y * stride + r.z * dilation - padding, n);
     stages.output = out;
+    return stages;
+}
+
+int64_t prepared_weight_elements(const ConvGeometry& g, const schedules::ConvAlgorithm& algorithm) {
+    if (algorithm.weight_block <= 0) return 0;
+    const PreparedLayout layout(g, algorithm);
+    const int64_t blocks = (g.out_channels + layout.block_width - 1) / layout.block_width;
+    return blocks * layout.block_width * layout.inputs * layout.side * layout.side;
+}
+
+int64_t prepared_weight_bound(const ConvGeometry& g, int vector_width) {
+    int64_t bound = prepared_weight_elements(g, {vector_width, 0});
+    if (computes_winograd(g)) bound = std::max(bound, prepared_weight_elements(g, {vector_width, 4}));
+    return bound;
+}
+
+schedules::Conv2dPreparationStages conv2d_prepare_weights(const std::string& name, const ConvGeometry& g,
+                                                          const Func& weight,
+                                                          const schedules::ConvAlgorithm& algorithm) {
+    if (prepared_weight_elements(g, algorithm) == 0) {
+        throw std::logic_error(fmt::format("{}: no weights to prepare for an algorithm that reads them as they are", name));
+    }
+    const Func extended = extended_weight(name, weight, g);
+    schedules::Conv2dPreparationStages stages;
+    stages.geometry = g;
+    stages.weight_block = algorithm.weight_block;
+    stages.winograd = algorithm.winograd;
+    stages.layout = stages.winograd > 0
+                        ? winograd_weight(name, extended, algorithm.weight_block, winograd_transforms(algorithm.winograd))
+                        : weight_blocks(name, extended, algorithm.weight_block);
+    // Each j of the array from its (lane, ci, e1, e2, block); blocks past the last output channel
+    // (the caller's array may be larger) hold zeros.
+    const PreparedLayout layout(g, algorithm);
+    Halide::Var j("j");
+    Expr rest = j;
+    std::vector<Expr> coordinates;
+    for (int extent : {layout.block_width, layout.inputs, layout.side, layout.side}) {
+        coordinates.push_back(rest % extent);
+        rest = rest / extent;
+    }
+    coordinates.push_back(rest);
+    stages.flat = Func(name + "_prepared_weights");
+    stages.flat(j) = stages.layout(coordinates);
     return stages;
 }
 

@@ -307,7 +307,15 @@ ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bo
 
 namespace {
 
-// Winograd's stages (conv2d_forward's WinogradStages): U once per call; V and the product M a row
+// Winograd's U (lane, ci, ex, ey, block) stored whole: all of a filter's transformed elements at
+// once, from its 9 taps read once.
+void schedule_winograd_weight(Func weight, int block_width, int elements) {
+    const std::vector<Var> u = weight.args();
+    weight.compute_root().bound(u[0], 0, block_width).bound(u[2], 0, elements).bound(u[3], 0, elements);
+    weight.reorder(u[0], u[2], u[3], u[1], u[4]).vectorize(u[0]).unroll(u[2]).unroll(u[3]).parallel(u[4]);
+}
+
+// Winograd's stages (conv2d_forward's WinogradStages): U once per call (unless prepared); V and the product M a row
 // of tiles at a time (m rows of outputs), inside the output's rows, or with `winograd_whole` both
 // whole at root, the product parallel over its (m + 2)^2 elements and channel blocks with every tile
 // inside (U's block for one element stays in the L1 cache for all of them: small maps, many
@@ -321,11 +329,7 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     const bool whole = p.at("winograd_whole") != 0;
     const int side = w.tile, elements = side + 2;
 
-    Func weight = w.weight;
-    const std::vector<Var> u = weight.args();  // (lane, ci, ex, ey, block)
-    weight.compute_root().bound(u[0], 0, vw).bound(u[2], 0, elements).bound(u[3], 0, elements);
-    // All of a filter's transformed elements at once, from its 9 taps read once.
-    weight.reorder(u[0], u[2], u[3], u[1], u[4]).vectorize(u[0]).unroll(u[2]).unroll(u[3]).parallel(u[4]);
+    if (!s.weights_prepared) schedule_winograd_weight(w.weight, vw, elements);
     copy_at_root(s.padded_input, vw, g.in_channels);
 
     Func out = s.output;
@@ -523,7 +527,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         channel_blocks =
             register_tiled(update, c, x, s.reduction, outer, channel_vectors, g.stride == 1 && g.dilation == 1, p, vw);
     }
-    if (s.weight_blocks.defined()) {
+    if (s.weight_blocks.defined() && !s.weights_prepared) {
         Func blocks = s.weight_blocks;
         const std::vector<Var> b = blocks.args();
         blocks.bound(b[0], 0, vw).vectorize(b[0]);
@@ -542,6 +546,20 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
         update.fuse(rows_var, n, rows).parallel(rows);
     }
     return inside_consumer;
+}
+
+void schedule_conv2d_preparation(Conv2dPreparationStages s, const Context& context) {
+    if (context.unscheduled) return;
+    // Winograd's U stored as the forward pass would compute it; blocks of taps read straight from
+    // the weights (a vector of output channels per run of lanes).
+    if (s.winograd > 0) schedule_winograd_weight(s.layout, s.weight_block, s.winograd + 2);
+    Func flat = s.flat;
+    const Var j = flat.args()[0];
+    Var lanes("lanes"), runs("runs"), task("task");
+    flat.split(j, runs, lanes, s.weight_block, TailStrategy::GuardWithIf)
+        .vectorize(lanes)
+        .split(runs, task, runs, 256, TailStrategy::GuardWithIf)
+        .parallel(task);
 }
 
 bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bool row_consumer) {

@@ -15,6 +15,7 @@
 #include "../cpu/heuristics.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace convgen::schedules::gpu {
 
@@ -197,6 +198,11 @@ void register_tiled_conv(Conv2dForwardStages s, const ScheduleParameters& p) {
 // are; the direct sum (Winograd's transforms have no GPU schedule here).
 ConvAlgorithm conv2d_algorithm(const Context&, const ConvGeometry&, bool) {
     return {};
+}
+
+// conv2d_algorithm reads the weights as they are: a GPU library prepares none.
+void schedule_conv2d_preparation(Conv2dPreparationStages, const Context&) {
+    throw std::logic_error("conv2d: prepared weights asked of a GPU schedule, whose algorithm reads them as they are");
 }
 
 bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, const PoolForwardStages* pool,

@@ -56,6 +56,7 @@ enum class SlotKind {
     dropout_enabled,       // bool
     augmentation_enabled,  // bool
     augmented_images,      // the caller's buffer for augmented images (c, x, y, n)
+    prepared,              // the program's prepared tensor `index` (Program::prepared), flat float
 };
 
 struct Slot {
@@ -78,6 +79,17 @@ struct ProgramTensor {
     int64_t channel_offset = 0;
 };
 
+// Weights a conv's inference kernel reads as a preparation call left them (in blocks of output
+// channels, or Winograd-transformed, with a folded batch norm applied: conv2d_prepare_weights),
+// computed once per change of the parameters rather than by every prediction. One flat float
+// array whose layout each target's kernels choose (the block width is the target's vector width),
+// so it is sized for the largest.
+struct PreparedTensor {
+    std::string name;
+    int64_t elements = 0;  // enough for the layout of each target the program was planned for
+    int64_t bound = 0;     // enough for every algorithm the conv's schedules may choose (the tuner's candidates)
+};
+
 struct KernelCall {
     int kernel = -1;
     std::vector<Slot> slots;  // the kernel's arguments then its outputs, in signature order
@@ -94,6 +106,10 @@ struct Program {
     std::vector<ProgramTensor> tensors;
     std::vector<std::string> kernels;  // a description of each distinct kernel
     std::vector<KernelCall> calls;
+    // Inference: the calls that compute the prepared tensors from the parameters, to be run before
+    // `calls` whenever the parameters changed since they last ran.
+    std::vector<PreparedTensor> prepared;
+    std::vector<KernelCall> preparation_calls;
     // Training: whether the step writes parameter p's new value; frozen layers' parameters it does not.
     std::vector<bool> parameter_updated;
     // Layers whose output the program keeps whole in one of its tensors (after the layer
@@ -113,14 +129,22 @@ struct LoweringOptions {
     // Concatenations assembled in place (see ProgramTensor::storage). Off for a GPU library,
     // whose tensors each have a device allocation of their own.
     bool concat_in_place = true;
+    // The targets the program's kernels will be built for (none: the host), for the size of the
+    // prepared tensors. A GPU target prepares none.
+    std::vector<Halide::Target> targets;
+    // Inference: prepared tensors (see PreparedTensor) where the schedules read a conv's weights
+    // in another layout. Off, every prediction lays them out itself (as an autoscheduled kernel
+    // does, in the comparison with Halide's autoschedulers).
+    bool prepare_weights = true;
 
-    // As a library generated for `target` is planned (emit_library, and the tuner planning
-    // candidates for it), so that its calls are the ones the library makes.
-    static LoweringOptions for_library(const Halide::Target& target,
+    // As a library generated for `targets` is planned (emit_library, and the tuner planning
+    // candidates for one target), so that its calls are the ones the library makes.
+    static LoweringOptions for_library(const std::vector<Halide::Target>& targets,
                                        const schedules::ScheduleDatabase* database) {
         LoweringOptions options;
         options.database = database;
-        options.concat_in_place = !target.has_gpu_feature();
+        options.concat_in_place = targets.empty() || !targets.front().has_gpu_feature();
+        options.targets = targets;
         return options;
     }
 };

@@ -75,8 +75,24 @@ struct Conv2dForwardStages {
     Halide::Func output;
     Halide::RDom reduction;  // direct only
     WinogradStages winograd;  // defined with ConvAlgorithm::winograd only
+    // weight_blocks (direct) or winograd.weight read a buffer of prepared weights
+    // (Conv2dPreparationStages), computed once per change of the parameters: not stages to
+    // schedule, and `weight` is undefined.
+    bool weights_prepared = false;
 
     bool is_winograd() const { return winograd.product.defined(); }
+};
+
+// A conv's weights as its inference kernel reads them (ConvAlgorithm's blocks of output channels,
+// or Winograd's U, with any folded batch norm applied), computed by a kernel of their own once per
+// change of the parameters instead of by every prediction.
+struct Conv2dPreparationStages {
+    ConvGeometry geometry;
+    int weight_block = 0;
+    // (lane, ci, e1, e2, block): the taps (kx, ky), or Winograd's elements (ex, ey).
+    Halide::Func layout;
+    int winograd = 0;  // m of Winograd's F(m x m, 3x3), or 0: blocks of the taps
+    Halide::Func flat;  // (j): `layout` flattened, lane innermost: the kernel's output
 };
 
 struct Conv2dBackwardStages {
