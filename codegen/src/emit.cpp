@@ -230,11 +230,12 @@ std::string program_source(const std::string& model, const std::vector<EmittedPr
         out += "};\n";
         out += fmt::format("constexpr int {}_tensor_count = {};\n", p.name, p.program.tensors.size());
         // The prepared tensors (inference), each a flat float array, and the calls that write them.
-        std::vector<std::string> prepared = {"0"}, preparation_names = {"\"\""};
-        if (!p.program.prepared.empty()) prepared.clear();
+        // (C++ has no empty arrays: an unused element where there are none.)
+        std::vector<std::string> prepared, preparation_names;
         for (const PreparedTensor& t : p.program.prepared) prepared.push_back(std::to_string(t.elements));
-        if (!p.program.preparation_calls.empty()) preparation_names.clear();
         for (const KernelCall& call : p.program.preparation_calls) preparation_names.push_back(fmt::format("\"{}\"", call.what));
+        if (prepared.empty()) prepared.push_back("0");
+        if (preparation_names.empty()) preparation_names.push_back("\"\"");
         out += fmt::format("const int64_t {}_prepared_elements[] = {{{}}};\n", p.name, fmt::join(prepared, ", "));
         out += fmt::format("constexpr int {}_prepared_count = {};\n", p.name, p.program.prepared.size());
         out += fmt::format("const char* const {}_preparation_call_names[] = {{{}}};\n", p.name,

@@ -737,9 +737,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
     }
 
     // A conv's weight and bias as a kernel reads them, with a folded batch norm applied:
-    // w'(o, ...) = w(o, ...) * scale(o), b'(o) = b(o) * scale(o) + shift(o).
-    std::pair<Func, Func> conv_parameters(Kernel& k, const Node& conv) const {
-        Func weight = read_parameter(k, conv.name + ".weight"), bias = read_parameter(k, conv.name + ".bias");
+    // w'(o, ...) = w(o, ...) * scale(o), b'(o) = b(o) * scale(o) + shift(o). Only those asked for
+    // are kernel arguments (a prediction reads the weights prepared; a preparation, no bias);
+    // the other is undefined.
+    std::pair<Func, Func> conv_parameters(Kernel& k, const Node& conv, bool read_weight, bool read_bias) const {
+        Func weight = read_weight ? read_parameter(k, conv.name + ".weight") : Func();
+        Func bias = read_bias ? read_parameter(k, conv.name + ".bias") : Func();
         auto folded = canonical_.folded_batch_norm.find(conv.id);
         if (folded == canonical_.folded_batch_norm.end()) return {weight, bias};
         const Node& bn = folded->second;
@@ -748,9 +751,15 @@ class Planner : public std::enable_shared_from_this<Planner> {
         schedules::schedule_per_channel(f.scale, k.context);
         schedules::schedule_per_channel(f.shift, k.context);
         const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
-        Func folded_weight("folded_weight"), folded_bias("folded_bias");
-        folded_weight(o, i, kx, ky) = weight(o, i, kx, ky) * f.scale(o);
-        folded_bias(o) = (bias.defined() ? bias(o) * f.scale(o) : Expr(0.0f)) + f.shift(o);
+        Func folded_weight, folded_bias;
+        if (read_weight) {
+            folded_weight = Func("folded_weight");
+            folded_weight(o, i, kx, ky) = weight(o, i, kx, ky) * f.scale(o);
+        }
+        if (read_bias) {
+            folded_bias = Func("folded_bias");
+            folded_bias(o) = (bias.defined() ? bias(o) * f.scale(o) : Expr(0.0f)) + f.shift(o);
+        }
         return {folded_weight, folded_bias};
     }
 
@@ -849,7 +858,7 @@ class Planner : public std::enable_shared_from_this<Planner> {
             [this, id, with_pool, index](Kernel& k) {
                 const Node& conv = node(id);
                 const ConvGeometry g = conv_geometry(conv, node(conv.inputs[0]).shape);
-                const Func weight = conv_parameters(k, conv).first;
+                const Func weight = conv_parameters(k, conv, true, false).first;
                 schedules::Conv2dPreparationStages stages =
                     conv2d_prepare_weights("conv", g, weight, schedules::conv2d_algorithm(k.context, g, with_pool));
                 schedules::schedule_conv2d_preparation(stages, k.context);
@@ -871,12 +880,13 @@ class Planner : public std::enable_shared_from_this<Planner> {
         size_t next = 1;  // the next fused node
         switch (head.kind) {
             case LayerKind::conv2d: {
-                const auto [weight, bias] = conv_parameters(k, head);
+                const auto prepared = prepared_of_.find(head.id);
+                const bool weights_prepared = prepared != prepared_of_.end();
+                const auto [weight, bias] = conv_parameters(k, head, !weights_prepared, true);
                 const bool with_pool = pooled(graph_, group.nodes);
                 const ConvGeometry geometry = conv_geometry(head, node(head.inputs[0]).shape);
-                const auto prepared = prepared_of_.find(head.id);
                 const Func prepared_weights =
-                    prepared != prepared_of_.end() ? k.prepared({SlotKind::prepared, prepared->second}) : Func();
+                    weights_prepared ? k.prepared({SlotKind::prepared, prepared->second}) : Func();
                 schedules::Conv2dForwardStages conv =
                     conv2d_forward("conv", inputs[0], geometry, weight, bias,
                                    schedules::conv2d_algorithm(k.context, geometry, with_pool), prepared_weights);
