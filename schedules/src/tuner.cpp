@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -356,6 +357,57 @@ double run_timed(LoweredPipeline& kernel, CallBuffers& buffers, const Halide::Ta
     return median(times);
 }
 
+// `text` with the names Halide made unique renamed: each identifier (a Func's "conv$12" or
+// "closure_arg", as the first of its name is called, a loop's "conv$12.s0.c.c", a temporary's
+// "t1874") becomes its letters and a number counted from its first appearance, so that builds of
+// one schedule read alike however many Funcs were named before them. Type names (float32, x16)
+// stay. The renaming is one to one within a text, and keeps the letters: two texts that read alike
+// after it differ only in the digits of names.
+std::string with_canonical_names(const std::string& text) {
+    auto is_start = [](char ch) { return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_' || ch == '$'; };
+    auto is_part = [&](char ch) { return is_start(ch) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '.'; };
+    static const std::regex type_name("x[0-9]+|u?int[0-9]+|b?float[0-9]+");
+    std::map<std::string, size_t> numbers;
+    std::string out;
+    out.reserve(text.size());
+    size_t i = 0;
+    while (i < text.size()) {
+        if (!is_start(text[i]) || (i > 0 && is_part(text[i - 1]))) {
+            out += text[i++];
+            continue;
+        }
+        size_t end = i;
+        while (end < text.size() && is_part(text[end])) end++;
+        const std::string name = text.substr(i, end - i);
+        i = end;
+        if (std::regex_match(name, type_name)) {
+            out += name;
+            continue;
+        }
+        // The letters of each part between dots, '$' read as '_', with no '_' doubled or at an end.
+        std::string letters;
+        size_t part_start = 0;
+        auto end_part = [&] {
+            while (letters.size() > part_start && letters.back() == '_') letters.pop_back();
+        };
+        for (char ch : name) {
+            if (std::isdigit(static_cast<unsigned char>(ch))) continue;
+            if (ch == '.') {
+                end_part();
+                letters += '.';
+                part_start = letters.size();
+                continue;
+            }
+            if (ch == '$') ch = '_';
+            if (ch == '_' && (letters.size() == part_start || letters.back() == '_')) continue;
+            letters += ch;
+        }
+        end_part();
+        out += letters + '#' + std::to_string(numbers.emplace(name, numbers.size()).first->second);
+    }
+    return out;
+}
+
 // Every parameter of `point` drawn at random from its list.
 ScheduleParameters random_point(ScheduleParameters point, const TunableStage& stage, std::mt19937& random) {
     for (const auto& [name, values] : stage.space) {
@@ -495,6 +547,7 @@ class Tuner {
                             random_);
         std::vector<Halide::Buffer<>> reference;
         std::set<ScheduleParameters> tried;
+        std::map<size_t, Measurement> by_code;  // each distinct code's measurement, by lowered_code's hash
 
         auto measure = [&](const ScheduleParameters& candidate) {
             tried.insert(candidate);
@@ -504,17 +557,22 @@ class Tuner {
             try {
                 LoweredPipeline kernel = job.program->build(job.kernel, target_);
                 std::vector<LoweredPipeline> preparations = buffers.build_preparations(*job.program, target_);
+                const size_t code = std::hash<std::string>{}(canonical_lowered_code(kernel, preparations, target_));
+                if (const auto same = by_code.find(code); same != by_code.end()) {
+                    result.equivalent++;
+                    return same->second;
+                }
                 buffers.prepare(preparations, target_);
                 const double ms = run_timed(kernel, buffers, target_, options_.repeats, warm_);
-                if (reference.empty()) {
-                    reference = copies(buffers.outputs());
-                } else if (!same_outputs(reference, buffers.outputs())) {
+                if (reference.empty()) reference = copies(buffers.outputs());
+                if (same_outputs(reference, buffers.outputs())) {
+                    m.ok = true;
+                    m.ms = ms;
+                } else {
                     m.error = "computed other numbers than the starting schedule";
                     result.rejected++;
-                    return m;
                 }
-                m.ok = true;
-                m.ms = ms;
+                by_code[code] = m;
             } catch (const Halide::Error& e) {
                 m.error = e.what();
                 result.rejected++;
@@ -584,9 +642,10 @@ class Tuner {
         working_.insert(key_, stage.signature, best);
         database_.insert(key_, stage.signature, best);
         result.chosen = best;
-        report(fmt::format("{} {} ({}): {:.3f} ms{} -> {:.3f} ms ({:.2f}x), {} in {} candidates{}{}", counter,
+        report(fmt::format("{} {} ({}): {:.3f} ms{} -> {:.3f} ms ({:.2f}x), {} in {} candidates{}{}{}", counter,
                            stage.signature, job.where, result.default_ms, heuristics_text, result.best_ms,
                            result.default_ms / result.best_ms, parameters_text(best), result.candidates,
+                           result.equivalent ? fmt::format(" ({} of them the code of another)", result.equivalent) : "",
                            result.rejected ? fmt::format(", {} rejected", result.rejected) : "", confirmation));
         return result;
     }
@@ -635,6 +694,51 @@ class Tuner {
 };
 
 }  // namespace
+
+namespace {
+
+// A printed Halide module with its functions (a parallel loop's body is one of its own) sorted by
+// their text with canonical names: a module lists them in the order of their names, which a build
+// after more names were taken changes.
+std::string in_canonical_order(const std::string& module) {
+    std::vector<std::string> lines;
+    std::istringstream stream(module);
+    for (std::string line; std::getline(stream, line);) lines.push_back(line + '\n');
+    auto starts_function = [](const std::string& line) {  // "external func f (...) {", "internal func ..."
+        const size_t space = line.find(' ');
+        return !line.empty() && std::islower(static_cast<unsigned char>(line[0])) && space != std::string::npos &&
+               line.compare(space, 6, " func ") == 0;
+    };
+    std::string header;
+    std::vector<std::string> functions;
+    for (const std::string& line : lines) {
+        if (starts_function(line)) {
+            functions.emplace_back();
+        }
+        (functions.empty() ? header : functions.back()) += line;
+    }
+    std::vector<std::pair<std::string, std::string>> keyed;
+    for (std::string& function : functions) keyed.emplace_back(with_canonical_names(function), std::move(function));
+    std::sort(keyed.begin(), keyed.end());
+    for (auto& [key, function] : keyed) header += function;
+    return header;
+}
+
+}  // namespace
+
+std::string canonical_lowered_code(const LoweredPipeline& kernel, const std::vector<LoweredPipeline>& preparations,
+                                   const Halide::Target& target) {
+    std::string text;
+    auto lower = [&](const LoweredPipeline& built) {
+        Halide::Pipeline pipeline = built.pipeline;  // a handle: lowering leaves it as it is
+        std::ostringstream module;
+        module << pipeline.compile_to_module(built.arguments, "candidate", target);
+        text += in_canonical_order(module.str());
+    };
+    lower(kernel);
+    for (const LoweredPipeline& preparation : preparations) lower(preparation);
+    return with_canonical_names(text);
+}
 
 std::string parameters_text(const ScheduleParameters& p) {
     std::string text;

@@ -95,6 +95,67 @@ TEST_SUITE("autotuner") {
         }
     }
 
+    TEST_CASE("schedules that lower to the same code are known for one before any machine code") {
+        // conv2 (16 -> 40 channels on 6x6 maps) in inference, as Winograd's F(2x2): the direct
+        // sum's register tile is then unused, Winograd's own tile is not.
+        const Model model = tuning_net();
+        const Halide::Target target = Halide::get_host_target();
+        const std::string signature = "conv2d_forward:in16x6x6:out40:k3:s1:p1";
+        ScheduleDatabase database;
+        std::vector<TunableStage> recorded;
+        codegen::LoweringOptions lowering;
+        lowering.database = &database;
+        lowering.tunable_stages = &recorded;
+        const codegen::Program program = codegen::plan_inference(model, lowering);
+        int kernel = -1;
+        TunableStage stage;
+        for (size_t k = 0; k < program.kernels.size() && kernel < 0; k++) {
+            recorded.clear();
+            program.build(static_cast<int>(k), target);
+            for (const TunableStage& s : recorded) {
+                if (s.signature == signature) {
+                    kernel = static_cast<int>(k);
+                    stage = s;
+                }
+            }
+        }
+        REQUIRE(kernel >= 0);
+
+        auto code = [&](ScheduleParameters parameters) {
+            for (const auto& [name, value] : parameters) {
+                INFO(name << " = " << value);
+                const std::vector<int>& allowed = stage.space.at(name);
+                REQUIRE(std::find(allowed.begin(), allowed.end(), value) != allowed.end());
+            }
+            database.insert(database_target(target), signature, std::move(parameters));
+            return canonical_lowered_code(program.build(kernel, target), {}, target);
+        };
+        auto other = [&](const std::string& name, int value) {
+            const std::vector<int>& allowed = stage.space.at(name);
+            REQUIRE(allowed.size() > 1);
+            return allowed[0] != value ? allowed[0] : allowed[1];
+        };
+        ScheduleParameters winograd = stage.defaults;
+        winograd["winograd"] = 1;
+        winograd["winograd_outputs"] = 2;
+        winograd["winograd_tile_x"] = 3;
+        const std::string first = code(winograd);
+        CHECK(first.find('$') == std::string::npos);  // no name as Halide made it unique
+        CHECK(code(winograd) == first);               // built again, after more names were taken
+
+        ScheduleParameters unused = winograd;  // the direct sum's parameters
+        unused["channel_block"] = other("channel_block", winograd["channel_block"]);
+        unused["unroll_kx"] = other("unroll_kx", winograd["unroll_kx"]);
+        CHECK(code(unused) == first);
+
+        ScheduleParameters tile = winograd;
+        tile["winograd_tile_x"] = 1;
+        CHECK(code(tile) != first);
+        ScheduleParameters direct = winograd;
+        direct["winograd"] = 0;
+        CHECK(code(direct) != first);
+    }
+
     TEST_CASE("Halide's autoschedulers schedule the same kernels, which compute the same numbers") {
         const Model model = tuning_net();
         AutoschedulerOptions options;

@@ -11,10 +11,13 @@
 // default parameters, then alternates random points of the stage's parameter space with
 // neighbours of the best so far (one parameter moved to the next value of its list). Every
 // candidate's outputs are compared with the starting schedule's; one that differs is rejected.
+// A candidate that lowers to the same code as one tried before (a parameter that its other choices
+// leave unused) takes that one's time without being compiled or timed.
 // Before it is stored, a winner other than the start is timed again with the start, alternately
 // for a few rounds; it is kept only if its median stays below the start's.
 #pragma once
 
+#include <convgen/codegen/lower.h>
 #include <convgen/model.h>
 #include <convgen/schedules/database.h>
 
@@ -51,7 +54,8 @@ struct TunedStage {
     ScheduleParameters chosen;
     double default_ms = 0;  // the kernel's median time with the stage's starting parameters
     double best_ms = 0;     // ... with the chosen ones
-    int candidates = 0;     // measured, the starting point included
+    int candidates = 0;     // tried, the starting point included
+    int equivalent = 0;     // ... of which lowered to the same code as one tried before: not timed again
     int rejected = 0;       // failed to compile or computed other numbers
 };
 
@@ -70,6 +74,14 @@ std::string database_target(const Halide::Target& target);
 // not run here.
 std::vector<TunedStage> tune_model(const Model& model, const Halide::Target& target, ScheduleDatabase& database,
                                    const TuneOptions& options);
+
+// What a built kernel and the kernels that prepare its weights lower to, before any machine code,
+// as text, with each name Halide made unique ("conv$12", "t1874") numbered from its first
+// appearance instead: builds of one schedule read alike, and two schedules that read alike
+// compute alike (the tuner compiles and times one of them).
+std::string canonical_lowered_code(const codegen::LoweredPipeline& kernel,
+                                   const std::vector<codegen::LoweredPipeline>& preparations,
+                                   const Halide::Target& target);
 
 // Halide's own autoschedulers on the same kernels: each kernel of the model's training step (or
 // inference) built without convgen's schedules, scheduled by each named autoscheduler (plugins
