@@ -956,12 +956,19 @@ RemoteTuningPlan plan_remote_tuning(const Model& model, const Halide::Target& ta
     for (const RemoteStage& stage : plan.stages) first.push_back(starting_point(stage.stage, start, plan.target));
     std::mt19937 random(seed);
     plan.candidates.resize(static_cast<size_t>(candidates));
+    // Each stage's points drawn so far: a point drawn again is drawn anew (a few times), so that the
+    // GPU's time goes to points not yet timed while the space has them.
+    std::vector<std::set<ScheduleParameters>> drawn(plan.stages.size());
     for (size_t k = 0; k < plan.candidates.size(); k++) {
         for (size_t s = 0; s < plan.stages.size(); s++) {
             const TunableStage& stage = plan.stages[s].stage;
-            plan.candidates[k].push_back(k == 0       ? first[s]
-                                         : k % 2 == 1 ? random_point(first[s], stage, random)
-                                                      : neighbour_point(first[s], stage, random));
+            ScheduleParameters point = first[s];
+            for (int attempt = 0; k > 0 && attempt < 20; attempt++) {
+                point = k % 2 == 1 ? random_point(first[s], stage, random) : neighbour_point(first[s], stage, random);
+                if (!drawn[s].count(point)) break;
+            }
+            drawn[s].insert(point);
+            plan.candidates[k].push_back(std::move(point));
         }
     }
     return plan;

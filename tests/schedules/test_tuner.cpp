@@ -199,6 +199,9 @@ TEST_SUITE("autotuner") {
         CHECK(stage.call_names[0].find("conv") != std::string::npos);
         REQUIRE(plan.candidates.size() == 4);
         CHECK(plan.candidates[0][0] == stage.stage.defaults);
+        std::set<ScheduleParameters> distinct;  // no point timed twice while the space has others
+        for (const auto& candidate : plan.candidates) distinct.insert(candidate[0]);
+        CHECK(distinct.size() == plan.candidates.size());
         for (const auto& candidate : plan.candidates) {
             for (const auto& [name, value] : candidate[0]) {
                 const std::vector<int>& allowed = stage.stage.space.at(name);

@@ -113,7 +113,7 @@ std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, co
 // calls whose kernels hold it, and draws candidate schedule databases: the first is the starting
 // database (tuned values, else the defaults); each other one gives every stage either a random
 // point of its space or a neighbour of its starting point (one parameter moved to the next value
-// of its list). A library is generated from each candidate and one program links them all
+// of its list), drawn again where the stage had it already (while its space has others). A library is generated from each candidate and one program links them all
 // (bench/gpu_tune.cpp, built by scripts/tune-gpu); it runs on the target's machine with
 // CONVGEN_PROFILE set, and each candidate's profile comes back. choose_remote_winners then keeps,
 // for each stage, the candidate whose calls holding it took least time in total.
