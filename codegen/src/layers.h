@@ -114,7 +114,7 @@ schedules::BatchNormBackwardStages batch_norm_backward(const std::string& name,
 // Inference: y = x * scale(c) + shift(c) from the running statistics; a conv before it takes
 // scale into its weights and shift into its bias.
 struct FoldedBatchNorm {
-    Halide::Func scale, shift;  // (c)
+    Halide::Func scale, shift;  // (c); shift undefined where the parameters hold no bias and mean
 };
 FoldedBatchNorm batch_norm_folding(const std::string& name, const BatchNormParameters& parameters,
                                    const BatchNormAttributes& attributes);

@@ -675,9 +675,12 @@ class Planner : public std::enable_shared_from_this<Planner> {
         return layouts_.at(static_cast<size_t>(parameter_index(name))).internal_extents;
     }
 
-    BatchNormParameters read_batch_norm(Kernel& k, const std::string& layer) const {
-        return {read_parameter(k, layer + ".weight"), read_parameter(k, layer + ".bias"),
-                read_parameter(k, layer + ".running_mean"), read_parameter(k, layer + ".running_var")};
+    // A batch norm's four tensors; without `shift`, its weight and running variance alone (what
+    // the folded scale reads: the bias and mean are then no kernel arguments).
+    BatchNormParameters read_batch_norm(Kernel& k, const std::string& layer, bool shift = true) const {
+        return {read_parameter(k, layer + ".weight"), shift ? read_parameter(k, layer + ".bias") : Func(),
+                shift ? read_parameter(k, layer + ".running_mean") : Func(),
+                read_parameter(k, layer + ".running_var")};
     }
 
     // Multiply-adds per sample of a group's layers, roughly: each output element reads its share
@@ -746,10 +749,10 @@ class Planner : public std::enable_shared_from_this<Planner> {
         auto folded = canonical_.folded_batch_norm.find(conv.id);
         if (folded == canonical_.folded_batch_norm.end()) return {weight, bias};
         const Node& bn = folded->second;
-        const FoldedBatchNorm f =
-            batch_norm_folding("bn", read_batch_norm(k, bn.name), bn.attributes_as<BatchNormAttributes>());
+        const FoldedBatchNorm f = batch_norm_folding("bn", read_batch_norm(k, bn.name, read_bias),
+                                                     bn.attributes_as<BatchNormAttributes>());
         schedules::schedule_per_channel(f.scale, k.context);
-        schedules::schedule_per_channel(f.shift, k.context);
+        if (read_bias) schedules::schedule_per_channel(f.shift, k.context);
         const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
         Func folded_weight, folded_bias;
         if (read_weight) {

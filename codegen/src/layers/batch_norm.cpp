@@ -127,8 +127,10 @@ FoldedBatchNorm batch_norm_folding(const std::string& name, const BatchNormParam
     FoldedBatchNorm folded;
     folded.scale = Func(name + "_folded_scale");
     folded.scale(c) = p.weight(c) / Halide::sqrt(p.running_var(c) + static_cast<float>(a.epsilon));
-    folded.shift = Func(name + "_folded_shift");
-    folded.shift(c) = p.bias(c) - p.running_mean(c) * folded.scale(c);
+    if (p.bias.defined()) {
+        folded.shift = Func(name + "_folded_shift");
+        folded.shift(c) = p.bias(c) - p.running_mean(c) * folded.scale(c);
+    }
     return folded;
 }
 
