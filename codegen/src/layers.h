@@ -48,7 +48,7 @@ Halide::Func spatially_extended(const Value& image, const std::string& name, con
 // or, under a max pool, the pool's own, which sums alike (each window's gradient goes whole to one
 // of its inputs) over fewer pixels. `algorithm`
 // (schedules::conv2d_algorithm) says whether the forward reads its weights in blocks of output
-// channels and whether it is Winograd's; the backward pass is the direct one either way. With
+// channels and whether it is Winograd's; the backward pass does not depend on it. With
 // `prepared` (a flat float array, conv2d_prepare_weights' layout for `algorithm`) the forward
 // reads its weights from there and `weight` is not read (may be undefined).
 schedules::Conv2dForwardStages conv2d_forward(const std::string& name, const Value& input, const ConvGeometry& geometry,
@@ -65,10 +65,14 @@ schedules::Conv2dPreparationStages conv2d_prepare_weights(const std::string& nam
 // any algorithm a target of this vector width may choose.
 int64_t prepared_weight_elements(const ConvGeometry& geometry, const schedules::ConvAlgorithm& algorithm);
 int64_t prepared_weight_bound(const ConvGeometry& geometry, int vector_width);
+// `input_grad_algorithm` (schedules::conv2d_input_grad_algorithm): the input gradient as
+// Winograd's conv of the output gradient (Conv2dBackwardStages::input_grad_winograd), or the
+// direct sum.
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad,
                                                 const Value& bias_grad_source, bool need_input_grad,
-                                                const Halide::Expr& batch);
+                                                const Halide::Expr& batch,
+                                                const schedules::ConvAlgorithm& input_grad_algorithm = {});
 
 // Max pooling; with `with_argmax` the output is a Tuple (max, index of the first maximum in the
 // window in row-major order), the index being what the backward pass needs.

@@ -1274,9 +1274,9 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool with_pool = group.nodes.size() > 1 && node(group.nodes[1]).kind == LayerKind::max_pool;
                 Func weight = read_parameter(k, head.name + ".weight");
                 // Only the forward's inputs are read here (its weights as they are): no weight blocks.
+                const schedules::ConvGeometry geometry = conv_geometry(head, node(head.inputs[0]).shape);
                 const schedules::Conv2dForwardStages forward =
-                    conv2d_forward("conv", in, conv_geometry(head, node(head.inputs[0]).shape), weight, Func(),
-                                   schedules::ConvAlgorithm{});
+                    conv2d_forward("conv", in, geometry, weight, Func(), schedules::ConvAlgorithm{});
                 const Value pooled_grad = grad;
                 if (with_pool) {
                     // The pool's adjoint is stored by its own schedule (a first conv's weight
@@ -1289,7 +1289,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 const bool has_bias = parameter_index(head.name + ".bias") >= 0;
                 schedules::Conv2dBackwardStages stages =
                     conv2d_backward("conv", forward, grad, !frozen(head.id),
-                                    has_bias ? (with_pool ? pooled_grad : grad) : Value{}, input_grads[0] >= 0, k.batch);
+                                    has_bias ? (with_pool ? pooled_grad : grad) : Value{}, input_grads[0] >= 0, k.batch,
+                                    schedules::conv2d_input_grad_algorithm(k.context, geometry));
                 if (with_pool) stages.output_grad_stage = grad.func;
                 if (schedules::schedule_conv2d_backward(stages, k.context, true)) {
                     schedules::compute_per_output_row(stages.input_grad, output_input_grad(0, stages.input_grad),

@@ -33,6 +33,11 @@ bool schedule_conv2d_backward(Conv2dBackwardStages stages, const Context& contex
                            : cpu::schedule_conv2d_backward(stages, context, row_consumer);
 }
 
+ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeometry& geometry) {
+    return on_gpu(context) ? gpu::conv2d_input_grad_algorithm(context, geometry)
+                           : cpu::conv2d_input_grad_algorithm(context, geometry);
+}
+
 void schedule_pool_forward(PoolForwardStages stages, const Context& context) {
     return on_gpu(context) ? gpu::schedule_pool_forward(stages, context) : cpu::schedule_pool_forward(stages, context);
 }

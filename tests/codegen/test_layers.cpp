@@ -310,7 +310,8 @@ void check_conv2d(const ConvReference& r, const Context& context = cpu_context(t
                        cpu::conv2d_algorithm(context, g, false));
     const Value output_grad_value = activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout");
     const schedules::Conv2dBackwardStages backward =
-        conv2d_backward("conv", forward, output_grad_value, true, t.bias ? output_grad_value : Value{}, true, t.batch);
+        conv2d_backward("conv", forward, output_grad_value, true, t.bias ? output_grad_value : Value{}, true, t.batch,
+                        cpu::conv2d_input_grad_algorithm(context, g));
     cpu::schedule_conv2d_forward(forward, context, nullptr);
     // As a training step's kernel has it: the input gradient a row at a time inside the kernel's
     // output where the schedule takes that.
@@ -438,7 +439,8 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                         parameters[name] = draw == 0 ? values.back() : values[1];
                     }
                     if (name == "ky_unrolled" && values.size() > 1) parameters[name] = draw == 0 ? 1 : 0;
-                    // Winograd's (product whole, then a row of tiles at a time) and the direct sum.
+                    // Winograd's (product whole, then a row of tiles at a time) and the direct sum, for
+                    // the forward pass and for the input gradient (a conv of the output gradient).
                     if (name == "winograd" && values.size() > 1) parameters[name] = draw == 1 ? 0 : 1;
                     if (name == "winograd_whole") parameters[name] = draw == 0 ? 1 : 0;
                     // Both tiles of Winograd's, whole and a row at a time: F(4x4) in the first and third.
@@ -1019,7 +1021,8 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
             bias_grad_source = conv_grad;
         }
         schedules::Conv2dBackwardStages conv_back =
-            conv2d_backward("conv", conv, conv_grad, true, bias_grad_source, !first_layer, cc.batch);
+            conv2d_backward("conv", conv, conv_grad, true, bias_grad_source, !first_layer, cc.batch,
+                            cpu::conv2d_input_grad_algorithm(context, conv.geometry));
         if (fused) conv_back.output_grad_stage = conv_grad.func;
         cpu::schedule_conv2d_backward(conv_back, context);
         if (!first_layer) {

@@ -280,7 +280,8 @@ schedules::Conv2dPreparationStages conv2d_prepare_weights(const std::string& nam
 
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad,
-                                                const Value& bias_grad_source, bool need_input_grad, const Expr& batch) {
+                                                const Value& bias_grad_source, bool need_input_grad, const Expr& batch,
+                                                const schedules::ConvAlgorithm& input_grad_algorithm) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
     const ConvGeometry& g = forward.geometry;
@@ -314,7 +315,19 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
         }
     }
 
-    if (need_input_grad) {
+    if (need_input_grad && input_grad_algorithm.winograd > 0) {
+        // Winograd's conv of the output gradient with the weights flipped, input channels as its
+        // outputs: din(c, x, y, n) = sum_{o, kx, ky} w(o, c, k-1-kx, k-1-ky) * dout(o, x + kx - (k-1-p), ...).
+        if (!computes_winograd(g)) {
+            throw std::logic_error(fmt::format("{}: a Winograd input gradient asked of a conv it does not compute", name));
+        }
+        const int last_tap = static_cast<int>(g.kernel) - 1;
+        Func flipped(name + "_flipped_weight");
+        flipped(o, i, kx, ky) = forward.weight(i, o, last_tap - kx, last_tap - ky);
+        stages.input_grad_winograd = conv2d_forward(name + "_input_grad", output_grad, schedules::input_grad_as_conv(g),
+                                                    flipped, Func(), input_grad_algorithm);
+        stages.input_grad = stages.input_grad_winograd.output;
+    } else if (need_input_grad) {
         // din(c, x, y, n) = sum_{j < O, kx, ky} w(o, c mod I, kx, ky) * dout(o, (x + p - kx*d)/s, (y + p - ky*d)/s, n)
         // with o = g(c) * O + j the outputs of c's group, over the output positions whose window
         // covers (x, y).

@@ -269,7 +269,7 @@ void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consu
 // its output rounded up to whole tiles.
 void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_pool, ScheduleParameters& defaults,
                      ParameterSpace& space) {
-    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 &&
+    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.padding >= 0 &&
                          g.out_width % 2 == 0 && g.out_height % 2 == 0;
     space["winograd"] = offered ? std::vector<int>{0, 1} : std::vector<int>{0};
     // In training every step transforms the weights afresh: worth it while they are small. A
@@ -309,6 +309,18 @@ ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bo
     winograd_choice(context, g, fused_pool, defaults, space);
     const ScheduleParameters p =
         stored_or_default(context, conv_forward_signature(context, g, fused_pool), std::move(defaults), space);
+    return {context.vector_width(), p.at("winograd") != 0 ? p.at("winograd_outputs") : 0};
+}
+
+// The input gradient as Winograd's conv of the output gradient (input_grad_as_conv) where
+// winograd_choice offers that conv, under the input gradient's own key.
+ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeometry& g) {
+    if (context.unscheduled) return {};
+    ScheduleParameters defaults;
+    ParameterSpace space;
+    winograd_choice(context, input_grad_as_conv(g), false, defaults, space);
+    const ScheduleParameters p =
+        stored_or_default(context, conv_signature("conv2d_input_grad", g, false), std::move(defaults), space);
     return {context.vector_width(), p.at("winograd") != 0 ? p.at("winograd_outputs") : 0};
 }
 
@@ -666,8 +678,16 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
             2 * defaults["x_vectors"] * g.in_channels <= registers(context) - 4) {
             defaults["output_parts"] = 2;
         }
+        winograd_choice(context, input_grad_as_conv(g), false, defaults, space);
         const ScheduleParameters p =
             choose(context, conv_signature("conv2d_input_grad", g, false), std::move(defaults), space);
+        const int winograd_tile = p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
+        if (winograd_tile != s.input_grad_winograd.winograd.tile) {
+            throw std::logic_error(fmt::format("conv2d input gradient: defined with Winograd tiles of {}, scheduled "
+                                               "with {} (conv2d_input_grad_algorithm and the schedule disagree)",
+                                               s.input_grad_winograd.winograd.tile, winograd_tile));
+        }
+        if (winograd_tile > 0) return schedule_winograd_forward(s.input_grad_winograd, context, nullptr, row_consumer, p);
         const int x_vectors = p.at("x_vectors");
         // A row at a time inside the kernel's output where the caller allows it, as a forward conv
         // inside its epilogue: the rows go from the cache to the output instead of a whole

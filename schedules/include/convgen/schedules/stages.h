@@ -95,6 +95,21 @@ struct Conv2dPreparationStages {
     Halide::Func flat;  // (j): `layout` flattened, lane innermost: the kernel's output
 };
 
+// The input gradient of a conv of stride 1, undilated and ungrouped, is itself such a conv: of the
+// output gradient, zero-extended by kernel - 1 - padding, with the weights flipped and transposed
+// (input channels become its outputs). Its geometry:
+inline ConvGeometry input_grad_as_conv(const ConvGeometry& g) {
+    ConvGeometry t = g;
+    t.in_channels = g.out_channels;
+    t.out_channels = g.in_channels;
+    t.in_width = g.out_width;
+    t.in_height = g.out_height;
+    t.out_width = g.in_width;
+    t.out_height = g.in_height;
+    t.padding = g.kernel - 1 - g.padding;
+    return t;
+}
+
 struct Conv2dBackwardStages {
     ConvGeometry geometry;
     Halide::Func padded_input;        // the forward pass's zero-extended input, (c, x, y, n)
@@ -104,7 +119,10 @@ struct Conv2dBackwardStages {
     // schedule may compute it a chunk of the batch at a time where the weight gradient reads it.
     Halide::Func output_grad_stage;
     Halide::Func input_grad;          // undefined when no gradient flows to the input
-    Halide::RDom input_grad_reduction;
+    Halide::RDom input_grad_reduction;  // the direct sum's
+    // Where the input gradient is computed as Winograd's conv (conv2d_input_grad_algorithm), that
+    // conv's stages (input_grad_as_conv's geometry; `input_grad` is its output); else undefined.
+    Conv2dForwardStages input_grad_winograd;
     Halide::Func weight_grad;  // (co, ci, kx, ky)
     Halide::RDom weight_grad_reduction;
     Halide::Func bias_grad;  // undefined without bias
