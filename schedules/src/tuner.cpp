@@ -408,6 +408,29 @@ std::string with_canonical_names(const std::string& text) {
     return out;
 }
 
+// A printed Halide module with its functions (a parallel loop's body is one of its own) sorted by
+// their text with canonical names: a module lists them in the order of their names, which a build
+// after more names were taken changes.
+std::string in_canonical_order(const std::string& module) {
+    auto starts_function = [](const std::string& line) {  // "external func f (...) {", "internal func ..."
+        const size_t space = line.find(' ');
+        return !line.empty() && std::islower(static_cast<unsigned char>(line[0])) && space != std::string::npos &&
+               line.compare(space, 6, " func ") == 0;
+    };
+    std::string header;
+    std::vector<std::string> functions;
+    std::istringstream stream(module);
+    for (std::string line; std::getline(stream, line);) {
+        if (starts_function(line)) functions.emplace_back();
+        (functions.empty() ? header : functions.back()) += line + '\n';
+    }
+    std::vector<std::pair<std::string, std::string>> keyed;
+    for (std::string& function : functions) keyed.emplace_back(with_canonical_names(function), std::move(function));
+    std::sort(keyed.begin(), keyed.end());
+    for (auto& [key, function] : keyed) header += function;
+    return header;
+}
+
 // Every parameter of `point` drawn at random from its list.
 ScheduleParameters random_point(ScheduleParameters point, const TunableStage& stage, std::mt19937& random) {
     for (const auto& [name, values] : stage.space) {
@@ -547,7 +570,7 @@ class Tuner {
                             random_);
         std::vector<Halide::Buffer<>> reference;
         std::set<ScheduleParameters> tried;
-        std::map<size_t, Measurement> by_code;  // each distinct code's measurement, by lowered_code's hash
+        std::map<size_t, Measurement> by_code;  // each distinct code's measurement, by canonical_lowered_code's hash
 
         auto measure = [&](const ScheduleParameters& candidate) {
             tried.insert(candidate);
@@ -692,37 +715,6 @@ class Tuner {
     std::vector<TunableStage> recorded_;
     codegen::LoweringOptions lowering_;
 };
-
-}  // namespace
-
-namespace {
-
-// A printed Halide module with its functions (a parallel loop's body is one of its own) sorted by
-// their text with canonical names: a module lists them in the order of their names, which a build
-// after more names were taken changes.
-std::string in_canonical_order(const std::string& module) {
-    std::vector<std::string> lines;
-    std::istringstream stream(module);
-    for (std::string line; std::getline(stream, line);) lines.push_back(line + '\n');
-    auto starts_function = [](const std::string& line) {  // "external func f (...) {", "internal func ..."
-        const size_t space = line.find(' ');
-        return !line.empty() && std::islower(static_cast<unsigned char>(line[0])) && space != std::string::npos &&
-               line.compare(space, 6, " func ") == 0;
-    };
-    std::string header;
-    std::vector<std::string> functions;
-    for (const std::string& line : lines) {
-        if (starts_function(line)) {
-            functions.emplace_back();
-        }
-        (functions.empty() ? header : functions.back()) += line;
-    }
-    std::vector<std::pair<std::string, std::string>> keyed;
-    for (std::string& function : functions) keyed.emplace_back(with_canonical_names(function), std::move(function));
-    std::sort(keyed.begin(), keyed.end());
-    for (auto& [key, function] : keyed) header += function;
-    return header;
-}
 
 }  // namespace
 

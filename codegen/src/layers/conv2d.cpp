@@ -318,9 +318,7 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
     if (need_input_grad && input_grad_algorithm.winograd > 0) {
         // Winograd's conv of the output gradient with the weights flipped, input channels as its
         // outputs: din(c, x, y, n) = sum_{o, kx, ky} w(o, c, k-1-kx, k-1-ky) * dout(o, x + kx - (k-1-p), ...).
-        if (!computes_winograd(g)) {
-            throw std::logic_error(fmt::format("{}: a Winograd input gradient asked of a conv it does not compute", name));
-        }
+        // (conv2d_forward refuses the geometry where Winograd does not compute it.)
         const int last_tap = static_cast<int>(g.kernel) - 1;
         Func flipped(name + "_flipped_weight");
         flipped(o, i, kx, ky) = forward.weight(i, o, last_tap - kx, last_tap - ky);

@@ -300,28 +300,41 @@ void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_p
     defaults["winograd_whole"] = !context.training && g.out_width <= 16 ? 1 : 0;
 }
 
-}  // namespace
+// m of the Winograd tiles a stage's parameters choose, 0 for the direct sum.
+int winograd_tile(const ScheduleParameters& p) {
+    return p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
+}
 
-ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool) {
+// The algorithm stored under `signature` for a conv of geometry `g` (winograd_choice's
+// parameters only), else the heuristics'.
+ConvAlgorithm stored_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool,
+                               const std::string& signature) {
     if (context.unscheduled) return {};
     ScheduleParameters defaults;
     ParameterSpace space;
     winograd_choice(context, g, fused_pool, defaults, space);
-    const ScheduleParameters p =
-        stored_or_default(context, conv_forward_signature(context, g, fused_pool), std::move(defaults), space);
-    return {context.vector_width(), p.at("winograd") != 0 ? p.at("winograd_outputs") : 0};
+    return {context.vector_width(), winograd_tile(stored_or_default(context, signature, std::move(defaults), space))};
+}
+
+// Where a schedule's parameters disagree with the algorithm its stages were defined with.
+void check_winograd_tile(const char* stage, int defined, const ScheduleParameters& p) {
+    if (winograd_tile(p) != defined) {
+        throw std::logic_error(fmt::format("{}: defined with Winograd tiles of {}, scheduled with {} (0: the direct "
+                                           "sum; the algorithm's choice and the schedule disagree)",
+                                           stage, defined, winograd_tile(p)));
+    }
+}
+
+}  // namespace
+
+ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool) {
+    return stored_algorithm(context, g, fused_pool, conv_forward_signature(context, g, fused_pool));
 }
 
 // The input gradient as Winograd's conv of the output gradient (input_grad_as_conv) where
 // winograd_choice offers that conv, under the input gradient's own key.
 ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeometry& g) {
-    if (context.unscheduled) return {};
-    ScheduleParameters defaults;
-    ParameterSpace space;
-    winograd_choice(context, input_grad_as_conv(g), false, defaults, space);
-    const ScheduleParameters p =
-        stored_or_default(context, conv_signature("conv2d_input_grad", g, false), std::move(defaults), space);
-    return {context.vector_width(), p.at("winograd") != 0 ? p.at("winograd_outputs") : 0};
+    return stored_algorithm(context, input_grad_as_conv(g), false, conv_signature("conv2d_input_grad", g, false));
 }
 
 namespace {
@@ -470,12 +483,7 @@ bool schedule_conv2d_forward(Conv2dForwardStages s, const Context& context, cons
     defaults["pool_row_chunks"] = windows_overlap ? 8 : 0;
     const ScheduleParameters p =
         choose(context, conv_forward_signature(context, g, pool != nullptr), std::move(defaults), space);
-    const int winograd_tile = p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
-    if (winograd_tile != s.winograd.tile) {
-        throw std::logic_error(fmt::format("conv2d forward: defined with Winograd tiles of {}, scheduled with {} "
-                                           "(0: the direct sum; conv2d_algorithm and the schedule disagree)",
-                                           s.winograd.tile, winograd_tile));
-    }
+    check_winograd_tile("conv2d forward", s.winograd.tile, p);
     if (s.is_winograd()) return schedule_winograd_forward(s, context, pool, row_consumer, p);
     // Channel blocks outermost need the whole output stored; otherwise a consumer that can take
     // the conv (or its pool) a row at a time does.
@@ -681,13 +689,8 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         winograd_choice(context, input_grad_as_conv(g), false, defaults, space);
         const ScheduleParameters p =
             choose(context, conv_signature("conv2d_input_grad", g, false), std::move(defaults), space);
-        const int winograd_tile = p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
-        if (winograd_tile != s.input_grad_winograd.winograd.tile) {
-            throw std::logic_error(fmt::format("conv2d input gradient: defined with Winograd tiles of {}, scheduled "
-                                               "with {} (conv2d_input_grad_algorithm and the schedule disagree)",
-                                               s.input_grad_winograd.winograd.tile, winograd_tile));
-        }
-        if (winograd_tile > 0) return schedule_winograd_forward(s.input_grad_winograd, context, nullptr, row_consumer, p);
+        check_winograd_tile("conv2d input gradient", s.input_grad_winograd.winograd.tile, p);
+        if (s.input_grad_winograd.is_winograd()) return schedule_winograd_forward(s.input_grad_winograd, context, nullptr, row_consumer, p);
         const int x_vectors = p.at("x_vectors");
         // A row at a time inside the kernel's output where the caller allows it, as a forward conv
         // inside its epilogue: the rows go from the cache to the output instead of a whole
