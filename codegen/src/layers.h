@@ -67,12 +67,14 @@ int64_t prepared_weight_elements(const ConvGeometry& geometry, const schedules::
 int64_t prepared_weight_bound(const ConvGeometry& geometry, int vector_width);
 // `input_grad_algorithm` (schedules::conv2d_input_grad_algorithm): the input gradient as
 // Winograd's conv of the output gradient (Conv2dBackwardStages::input_grad_winograd), or the
-// direct sum.
+// direct sum; `weight_grad_algorithm` (schedules::conv2d_weight_grad_algorithm): the weight
+// gradient by Winograd's transforms (Conv2dBackwardStages::weight_grad_winograd), or the direct sum.
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad,
                                                 const Value& bias_grad_source, bool need_input_grad,
                                                 const Halide::Expr& batch,
-                                                const schedules::ConvAlgorithm& input_grad_algorithm = {});
+                                                const schedules::ConvAlgorithm& input_grad_algorithm = {},
+                                                const schedules::ConvAlgorithm& weight_grad_algorithm = {});
 
 // Max pooling; with `with_argmax` the output is a Tuple (max, index of the first maximum in the
 // window in row-major order), the index being what the backward pass needs.

@@ -1290,7 +1290,8 @@ class Planner : public std::enable_shared_from_this<Planner> {
                 schedules::Conv2dBackwardStages stages =
                     conv2d_backward("conv", forward, grad, !frozen(head.id),
                                     has_bias ? (with_pool ? pooled_grad : grad) : Value{}, input_grads[0] >= 0, k.batch,
-                                    schedules::conv2d_input_grad_algorithm(k.context, geometry));
+                                    schedules::conv2d_input_grad_algorithm(k.context, geometry),
+                                    schedules::conv2d_weight_grad_algorithm(k.context, geometry));
                 if (with_pool) stages.output_grad_stage = grad.func;
                 if (schedules::schedule_conv2d_backward(stages, k.context, true)) {
                     schedules::compute_per_output_row(stages.input_grad, output_input_grad(0, stages.input_grad),

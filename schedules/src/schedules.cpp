@@ -38,6 +38,11 @@ ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeom
                            : cpu::conv2d_input_grad_algorithm(context, geometry);
 }
 
+ConvAlgorithm conv2d_weight_grad_algorithm(const Context& context, const ConvGeometry& geometry) {
+    return on_gpu(context) ? gpu::conv2d_weight_grad_algorithm(context, geometry)
+                           : cpu::conv2d_weight_grad_algorithm(context, geometry);
+}
+
 void schedule_pool_forward(PoolForwardStages stages, const Context& context) {
     return on_gpu(context) ? gpu::schedule_pool_forward(stages, context) : cpu::schedule_pool_forward(stages, context);
 }

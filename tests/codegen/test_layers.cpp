@@ -311,7 +311,7 @@ void check_conv2d(const ConvReference& r, const Context& context = cpu_context(t
     const Value output_grad_value = activation(grad_buffer, {t.out_channels, expected.w, expected.h}, "dout");
     const schedules::Conv2dBackwardStages backward =
         conv2d_backward("conv", forward, output_grad_value, true, t.bias ? output_grad_value : Value{}, true, t.batch,
-                        cpu::conv2d_input_grad_algorithm(context, g));
+                        cpu::conv2d_input_grad_algorithm(context, g), cpu::conv2d_weight_grad_algorithm(context, g));
     cpu::schedule_conv2d_forward(forward, context, nullptr);
     // As a training step's kernel has it: the input gradient a row at a time inside the kernel's
     // output where the schedule takes that.
@@ -445,6 +445,8 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
                     if (name == "winograd_whole") parameters[name] = draw == 0 ? 1 : 0;
                     // Both tiles of Winograd's, whole and a row at a time: F(4x4) in the first and third.
                     if (name == "winograd_outputs") parameters[name] = values.back() == 4 && draw != 1 ? 4 : 2;
+                    // The weight gradient's transforms stored each way, by case.
+                    if (name == "winograd_layout") parameters[name] = values[(seed + draw) % values.size()];
                     chosen += fmt::format(" {}={}", name, parameters[name]);
                 }
                 database.insert(cpu::target_key(probe.target), stage.signature, parameters);
@@ -464,6 +466,11 @@ TEST_CASE("every conv schedule in the autotuner's parameter space computes the s
 TEST_CASE("conv2d weight and bias gradients sum every sample when the batch spans several parallel chunks") {
     // batch_chunk is 8 by default: 19 samples make two full chunks and a partial one.
     check_conv2d({19, 2, 5, 4, 3, 3, 1, 1}, 100);
+    // Winograd's weight gradient by default (32 channels each way, even outputs), its chunks of 8
+    // images likewise: one full, one of a single image.
+    const ConvCase winograd{9, 32, 4, 6, 32, 3, 1, 1};
+    CHECK(cpu::conv2d_weight_grad_algorithm(cpu_context(true), conv_geometry(winograd)).winograd == 2);
+    check_conv2d(winograd, 101);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1022,7 +1029,8 @@ ConvPoolResult run_conv_relu_pool(const ConvPoolCase& t, ConvPoolTensors& x, boo
         }
         schedules::Conv2dBackwardStages conv_back =
             conv2d_backward("conv", conv, conv_grad, true, bias_grad_source, !first_layer, cc.batch,
-                            cpu::conv2d_input_grad_algorithm(context, conv.geometry));
+                            cpu::conv2d_input_grad_algorithm(context, conv.geometry),
+                            cpu::conv2d_weight_grad_algorithm(context, conv.geometry));
         if (fused) conv_back.output_grad_stage = conv_grad.func;
         cpu::schedule_conv2d_backward(conv_back, context);
         if (!first_layer) {

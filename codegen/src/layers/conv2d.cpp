@@ -155,26 +155,76 @@ Func prepared_layout(const std::string& name, const Func& flat, const PreparedLa
     return prepared;
 }
 
+Matrix transposed_matrix(const Matrix& m) {
+    Matrix t(m[0].size(), std::vector<float>(m.size()));
+    for (size_t r = 0; r < m.size(); r++) {
+        for (size_t c = 0; c < m[r].size(); c++) t[c][r] = m[r][c];
+    }
+    return t;
+}
+
+// V = B^T d B of the (m + 2)-square patch of the zero-extended input under each m x m tile of
+// outputs: (ci, ex, ey, tx, ty, n).
+Func winograd_input(const std::string& name, const Func& padded_input, int padding, const WinogradTransforms& t) {
+    const int m = static_cast<int>(t.output.size());
+    Halide::Var ex("ex"), ey("ey"), tx("tx"), ty("ty");
+    const auto& [i, n] = std::tie(Dims::i, Dims::n);
+    Func v(name + "_winograd_input");
+    v(i, ex, ey, tx, ty, n) = transformed(t.input, ex, ey, [&](int a, int b) {
+        return padded_input(i, m * tx + a - padding, m * ty + b - padding, n);
+    });
+    return v;
+}
+
 schedules::WinogradStages winograd_stages(const std::string& name, const schedules::Conv2dForwardStages& conv,
                                           int weight_block, const WinogradTransforms& t, const Func& prepared) {
-    const int m = static_cast<int>(t.output.size());
     const ConvGeometry& g = conv.geometry;
-    const int padding = static_cast<int>(g.padding);
     Halide::Var ex("ex"), ey("ey"), tx("tx"), ty("ty");
-    const auto& [c, i, n] = std::tie(Dims::c, Dims::i, Dims::n);
+    const auto& [c, n] = std::tie(Dims::c, Dims::n);
     schedules::WinogradStages w;
-    w.tile = m;
+    w.tile = static_cast<int>(t.output.size());
     w.weight = prepared.defined() ? prepared : winograd_weight(name, conv.weight, weight_block, t);
-    w.input = Func(name + "_winograd_input");
-    w.input(i, ex, ey, tx, ty, n) = transformed(t.input, ex, ey, [&](int a, int b) {
-        return conv.padded_input(i, m * tx + a - padding, m * ty + b - padding, n);
-    });
+    w.input = winograd_input(name, conv.padded_input, static_cast<int>(g.padding), t);
     w.reduction = RDom(0, static_cast<int>(g.in_channels), name + "_winograd_r");
     w.product = Func(name + "_winograd_product");
     w.product(c, ex, ey, tx, ty, n) = 0.0f;
     w.product(c, ex, ey, tx, ty, n) +=
         w.weight(c % weight_block, w.reduction, ex, ey, c / weight_block) * w.input(w.reduction, ex, ey, tx, ty, n);
     return w;
+}
+
+// dW = G^T [sum over the tiles of (A dY A^T) (.) V] G (WinogradWeightGradStages), dY read at
+// the tiles' m x m blocks: they cover the output exactly (even sides, m = 2), and its channels
+// as far as the schedule rounds them up, as the direct sum reads them.
+void winograd_weight_grad(const std::string& name, const schedules::Conv2dForwardStages& forward,
+                          const Value& output_grad, const Expr& batch, int m, schedules::Conv2dBackwardStages& stages) {
+    const ConvGeometry& g = forward.geometry;
+    if (!computes_winograd(g) || m != 2 || g.out_width % m != 0 || g.out_height % m != 0) {
+        throw std::logic_error(fmt::format("{0}: a weight gradient by Winograd's F({1}x{1}, 3x3) asked of a conv it "
+                                           "does not compute (3x3, stride 1, even output sides, m = 2)",
+                                           name, m));
+    }
+    const WinogradTransforms& t = winograd_transforms(m);
+    Halide::Var ex("ex"), ey("ey"), tx("tx"), ty("ty");
+    const auto& [c, i, n] = std::tie(Dims::c, Dims::i, Dims::n);
+    const auto& [o, kx, ky] = std::tie(Dims::o, Dims::kx, Dims::ky);
+    schedules::WinogradWeightGradStages& w = stages.weight_grad_winograd;
+    w.tile = m;
+    w.input = winograd_input(name + "_weight_grad", forward.padded_input, static_cast<int>(g.padding), t);
+    w.output_grad = Func(name + "_winograd_output_grad");
+    w.output_grad(c, ex, ey, tx, ty, n) = transformed(transposed_matrix(t.output), ex, ey, [&](int a, int b) {
+        return output_grad.func(c, m * tx + a, m * ty + b, n);
+    });
+    w.reduction = RDom(0, static_cast<int>(g.out_width / m), 0, static_cast<int>(g.out_height / m), 0, batch,
+                       name + "_winograd_weight_grad_r");
+    const RDom& r = w.reduction;
+    w.product = Func(name + "_winograd_weight_grad_product");
+    w.product(o, i, ex, ey) = 0.0f;
+    w.product(o, i, ex, ey) += w.output_grad(o, ex, ey, r.x, r.y, r.z) * w.input(i, ex, ey, r.x, r.y, r.z);
+    stages.weight_grad = Func(name + "_weight_grad");
+    stages.weight_grad(o, i, kx, ky) = transformed(transposed_matrix(t.filter), kx, ky, [&](int a, int b) {
+        return w.product(o, i, a, b);
+    });
 }
 
 }  // namespace
@@ -281,7 +331,8 @@ schedules::Conv2dPreparationStages conv2d_prepare_weights(const std::string& nam
 schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const schedules::Conv2dForwardStages& forward,
                                                 const Value& output_grad, bool need_weight_grad,
                                                 const Value& bias_grad_source, bool need_input_grad, const Expr& batch,
-                                                const schedules::ConvAlgorithm& input_grad_algorithm) {
+                                                const schedules::ConvAlgorithm& input_grad_algorithm,
+                                                const schedules::ConvAlgorithm& weight_grad_algorithm) {
     const auto& [c, x, y, n] = std::tie(Dims::c, Dims::x, Dims::y, Dims::n);
     const auto& [o, i, kx, ky] = std::tie(Dims::o, Dims::i, Dims::kx, Dims::ky);
     const ConvGeometry& g = forward.geometry;
@@ -292,7 +343,9 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
     stages.weight = forward.weight;
     stages.padded_input = forward.padded_input;
 
-    if (need_weight_grad) {
+    if (need_weight_grad && weight_grad_algorithm.winograd > 0) {
+        winograd_weight_grad(name, forward, output_grad, batch, weight_grad_algorithm.winograd, stages);
+    } else if (need_weight_grad) {
         // dW(o, i, kx, ky) = sum_{x, y, n} dout(o, x, y, n) * in(g(o) * I + i, x*s + kx*d - p, y*s + ky*d - p, n)
         stages.weight_grad_reduction =
             RDom(0, static_cast<int>(g.out_width), 0, static_cast<int>(g.out_height), 0, batch, name + "_weight_grad_r");
@@ -303,16 +356,15 @@ schedules::Conv2dBackwardStages conv2d_backward(const std::string& name, const s
             output_grad.func(o, rw.x, rw.y, rw.z) * forward.padded_input(input_channel(g, o, i),
                                                                          rw.x * stride + kx * dilation - padding,
                                                                          rw.y * stride + ky * dilation - padding, rw.z);
-
-        if (bias_grad_source.func.defined()) {
-            const Value& source = bias_grad_source;
-            stages.bias_grad_reduction = RDom(0, static_cast<int>(source.extents[1]), 0,
-                                              static_cast<int>(source.extents[2]), 0, batch, name + "_bias_grad_r");
-            const auto& rb = stages.bias_grad_reduction;
-            stages.bias_grad = Func(name + "_bias_grad");
-            stages.bias_grad(o) = 0.0f;
-            stages.bias_grad(o) += source.func(o, rb.x, rb.y, rb.z);
-        }
+    }
+    if (need_weight_grad && bias_grad_source.func.defined()) {
+        const Value& source = bias_grad_source;
+        stages.bias_grad_reduction = RDom(0, static_cast<int>(source.extents[1]), 0,
+                                          static_cast<int>(source.extents[2]), 0, batch, name + "_bias_grad_r");
+        const auto& rb = stages.bias_grad_reduction;
+        stages.bias_grad = Func(name + "_bias_grad");
+        stages.bias_grad(o) = 0.0f;
+        stages.bias_grad(o) += source.func(o, rb.x, rb.y, rb.z);
     }
 
     if (need_input_grad && input_grad_algorithm.winograd > 0) {

@@ -325,6 +325,42 @@ void check_winograd_tile(const char* stage, int defined, const ScheduleParameter
     }
 }
 
+// Whether a conv's weight gradient may run as Winograd's F(2x2, 3x3) transposed (`winograd`,
+// WinogradWeightGradStages), whether it does by default, and its product's register tile
+// (`winograd_o_block` output-channel vectors by `winograd_i_block` input channels) and batch chunks
+// (`winograd_batch_chunk`), keys of their own beside the direct sum's. Only F(2x2): F(4x4)'s
+// transforms (A's 8s and G's 1/24) would scale sums over a whole batch's tiles. Each tile's two
+// transforms are adds only, and the product saves 20 of 36 multiplies per tile and channel pair:
+// worth it from 32 channels each way. Measured alone at batch 128 (ms, direct -> Winograd):
+// ResNet-20's layer2 (32 channels, 16x16) 2.67 -> 1.21, layer3 (64, 8x8) 1.60 -> 1.31-1.70, but
+// layer1 (16, 32x32) 2.16 -> 2.5-2.9, its transforms as costly as its product.
+void weight_grad_winograd_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
+                                 ParameterSpace& space) {
+    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.padding >= 0 &&
+                         g.out_width % 2 == 0 && g.out_height % 2 == 0;
+    space["winograd"] = offered ? std::vector<int>{0, 1} : std::vector<int>{0};
+    defaults["winograd"] = offered && g.in_channels >= 32 && g.out_channels >= 32 ? 1 : 0;
+    if (!offered) return;
+    space["winograd_outputs"] = {2};
+    defaults["winograd_outputs"] = 2;
+    // Accumulators o_block * i_block, with o_block vectors loaded and one input broadcast a step.
+    const std::vector<int> o_blocks = divisors(vectors_for(g.out_channels, context.vector_width()), 4);
+    const int o_block = o_blocks.back();
+    const std::vector<int> i_blocks = divisors(g.in_channels, registers(context) - 2);
+    int i_block = 1;
+    for (int b : i_blocks) {
+        if (o_block * b <= registers(context) - o_block - 2) i_block = b;
+    }
+    space["winograd_o_block"] = o_blocks;
+    space["winograd_i_block"] = i_blocks;
+    space["winograd_batch_chunk"] = {2, 4, 8, 16};
+    space["winograd_layout"] = {0, 1, 2};
+    defaults["winograd_o_block"] = o_block;
+    defaults["winograd_i_block"] = i_block;
+    defaults["winograd_batch_chunk"] = 8;
+    defaults["winograd_layout"] = 2;
+}
+
 }  // namespace
 
 ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool) {
@@ -335,6 +371,16 @@ ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bo
 // winograd_choice offers that conv, under the input gradient's own key.
 ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeometry& g) {
     return stored_algorithm(context, input_grad_as_conv(g), false, conv_signature("conv2d_input_grad", g, false));
+}
+
+ConvAlgorithm conv2d_weight_grad_algorithm(const Context& context, const ConvGeometry& g) {
+    if (context.unscheduled) return {};
+    ScheduleParameters defaults;
+    ParameterSpace space;
+    weight_grad_winograd_choice(context, g, defaults, space);
+    const ScheduleParameters p =
+        stored_or_default(context, conv_signature("conv2d_weight_grad", g, false), std::move(defaults), space);
+    return {0, winograd_tile(p)};
 }
 
 namespace {
@@ -440,6 +486,149 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     product.vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
     product.update().reorder(t[0], t[3], w.reduction).vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
     return inside_consumer;
+}
+
+// The direct sum's weight gradient dW(o, i, kx, ky) (`batch_chunk`, `o_block`, `i_block`,
+// `ky_unrolled`) and Winograd's (weight_grad_winograd_choice).
+void weight_grad_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
+                        ParameterSpace& space) {
+    // A register tile of accumulators, (output-channel vectors) x (input channels) x (kx taps),
+    // around the reduction over pixels: each step loads o_block vectors of d_output and
+    // broadcasts i_block * k inputs for o_block * i_block * k FMAs. Both blocks divide their
+    // extents, so they never reach past the last channel (a depthwise conv reads its input at
+    // the output channel).
+    const int o_vectors = vectors_for(g.out_channels, context.vector_width());
+    const int k = static_cast<int>(g.kernel);
+    const int group_inputs = static_cast<int>(g.in_channels / g.groups);
+    const std::vector<int> o_blocks = divisors(o_vectors, 4), i_blocks = divisors(group_inputs, registers(context));
+    int i_block = std::max(1, (registers(context) - 4) / (o_blocks.back() * k));
+    while (group_inputs % i_block != 0) i_block--;
+    // `ky_unrolled`: the ky taps in the tile too, where it fits the registers, so that a conv
+    // with few channels (LeNet-5's conv1: one input, one vector of outputs, 5 accumulators
+    // for 5 kx taps) has enough independent accumulators to hide the FMA's latency.
+    const bool ky_fits = o_blocks.back() * i_block * k * k <= registers(context) - 4;
+    defaults = {{"batch_chunk", 8}, {"o_block", o_blocks.back()}, {"i_block", i_block}, {"ky_unrolled", ky_fits}};
+    space = {{"batch_chunk", {1, 2, 4, 8, 16, 32}},
+             {"o_block", o_blocks},
+             {"i_block", i_blocks},
+             {"ky_unrolled", ky_fits ? std::vector<int>{0, 1} : std::vector<int>{0}}};
+    weight_grad_winograd_choice(context, g, defaults, space);
+}
+
+// dW(o, i, kx, ky) as the direct sum: vectors over o, the kx (and maybe ky) taps unrolled so one
+// d_output vector feeds k (k * k) FMAs; the batch is split into chunks reduced in parallel, then
+// summed.
+void schedule_direct_weight_grad(Conv2dBackwardStages s, const Context& context, const ScheduleParameters& p) {
+    const int vw = context.vector_width();
+    Func w = s.weight_grad;
+    const std::vector<Var> v = w.args();
+    const auto& r = s.weight_grad_reduction;
+    w.compute_root();
+    w.vectorize(v[0], vw, TailStrategy::RoundUp);
+    RVar chunk("chunk"), within("within");
+    Var u("u");
+    Func partial =
+        w.update().split(r.z, chunk, within, p.at("batch_chunk"), TailStrategy::GuardWithIf).rfactor(chunk, u);
+    partial.compute_root();
+    const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
+    partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
+    Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
+    const bool ky_unrolled = p.at("ky_unrolled") != 0;
+    std::vector<Halide::VarOrRVar> order = {oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, u};
+    order.insert(ky_unrolled ? order.begin() + 2 : order.end() - 1, pv[3]);
+    Halide::Stage update = partial.update();
+    update.split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
+        .split(oo, ooo, ooi, p.at("o_block"), TailStrategy::RoundUp)
+        .split(pv[1], io, ii, p.at("i_block"), TailStrategy::RoundUp)
+        .reorder(order)
+        .vectorize(oi)
+        .unroll(pv[2])
+        .unroll(ii)
+        .unroll(ooi)
+        .parallel(u);
+    if (ky_unrolled) update.unroll(pv[3]);
+    w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
+    // A d_output computed here that only this sum reads (a fused pool's backward pass, with no
+    // input gradient: a network's first conv) is computed a chunk at a time just before the
+    // chunk's sum reads it, from the cache rather than memory: LeNet-5's conv1 wrote 3.2 MB of
+    // it a step and read it back.
+    if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
+        s.output_grad_stage.compute_at(partial, u).store_at(partial, u);
+    }
+}
+
+// Winograd's weight gradient (WinogradWeightGradStages): the product over the batch's tiles split
+// into chunks of images summed in parallel, then added; each chunk's V and transformed output
+// gradient computed just before its sums read them, each element's values contiguous, so that
+// the product per element streams through them with a register tile of output-channel vectors by
+// broadcast input channels. The outer transform G^T M G per channel pair at the end.
+void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& context,
+                                   const ScheduleParameters& p) {
+    const int vw = context.vector_width();
+    const WinogradWeightGradStages& w = s.weight_grad_winograd;
+    const int elements = w.tile + 2;
+    const auto& r = w.reduction;
+
+    Func dw = s.weight_grad;
+    const std::vector<Var> v = dw.args();  // (o, i, kx, ky)
+    dw.compute_root()
+        .bound(v[2], 0, 3)
+        .bound(v[3], 0, 3)
+        .reorder(v[0], v[2], v[3], v[1])
+        .vectorize(v[0], vw, TailStrategy::RoundUp)
+        .unroll(v[2])
+        .unroll(v[3])
+        .parallel(v[1]);
+
+    Func product = w.product;
+    const std::vector<Var> m = product.args();  // (o, i, ex, ey)
+    product.compute_root().bound(m[2], 0, elements).bound(m[3], 0, elements);
+    product.vectorize(m[0], vw, TailStrategy::RoundUp);
+    RVar chunk("chunk"), within("within");
+    Var u("u");
+    Func partial = product.update()
+                       .split(r.z, chunk, within, p.at("winograd_batch_chunk"), TailStrategy::GuardWithIf)
+                       .rfactor(chunk, u);
+    partial.compute_root();
+    const std::vector<Var> pv = partial.args();  // (o, i, ex, ey, u)
+    partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(pv[4]);
+    Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
+    partial.update()
+        .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
+        .split(oo, ooo, ooi, p.at("winograd_o_block"), TailStrategy::RoundUp)
+        .split(pv[1], io, ii, p.at("winograd_i_block"), TailStrategy::RoundUp)
+        .reorder(oi, ii, ooi, r.x, r.y, within, io, ooo, pv[2], pv[3], pv[4])
+        .vectorize(oi)
+        .unroll(ii)
+        .unroll(ooi)
+        .parallel(pv[4]);
+    product.update().vectorize(m[0], vw, TailStrategy::RoundUp);
+
+    // (c, ex, ey, tx, ty, n), a vector of channels through all of a tile's elements, which share
+    // their loads and their pass along x. Stored (`winograd_layout`) 0: each element's values
+    // contiguous; 1: as defined, a tile's elements together; 2: a row of tiles per element. On
+    // power-of-two maps the first puts the 16 elements' streams 2^k bytes apart in the cache's
+    // sets (ResNet-20's layer3, 64 channels on 8x8: 1.70 ms against 1.52 and 1.70 for 0 and 1 at 8
+    // images a chunk; layer2, 32 on 16x16: 1.21 against 1.70 and 1.27).
+    const int layout = p.at("winograd_layout");
+    for (Func transform : {w.input, w.output_grad}) {
+        const std::vector<Var> t = transform.args();
+        Var tco("tco"), tci("tci");
+        if (layout == 0) transform.reorder_storage(t[0], t[3], t[4], t[5], t[1], t[2]);
+        if (layout == 2) transform.reorder_storage(t[0], t[3], t[1], t[2], t[4], t[5]);
+        transform.compute_at(partial, pv[4])
+            .bound(t[1], 0, elements)
+            .bound(t[2], 0, elements)
+            .split(t[0], tco, tci, vw, TailStrategy::RoundUp)
+            .reorder(tci, t[1], t[2], tco, t[3], t[4], t[5])
+            .vectorize(tci)
+            .unroll(t[1])
+            .unroll(t[2]);
+    }
+    // A d_output computed in this kernel only for this sum: a chunk at a time, as the direct sum's.
+    if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
+        s.output_grad_stage.compute_at(partial, pv[4]).store_at(partial, pv[4]);
+    }
 }
 
 }  // namespace
@@ -594,67 +783,19 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
     const ConvGeometry& g = s.geometry;
     const int vw = context.vector_width();
 
-    // dW(o, i, kx, ky): vectors over o, the kx (and maybe ky) taps unrolled so one d_output vector
-    // feeds k (k * k) FMAs; the batch is split into chunks reduced in parallel, then summed. (A
-    // frozen layer has none.)
+    // (A frozen layer has no weight gradient.)
     if (s.weight_grad.defined()) {
         copy_at_root(s.padded_input, vw, g.in_channels);
-        Func w = s.weight_grad;
-        const std::vector<Var> v = w.args();
-        const auto& r = s.weight_grad_reduction;
-        // A register tile of accumulators, (output-channel vectors) x (input channels) x (kx taps),
-        // around the reduction over pixels: each step loads o_block vectors of d_output and
-        // broadcasts i_block * k inputs for o_block * i_block * k FMAs. Both blocks divide their
-        // extents, so they never reach past the last channel (a depthwise conv reads its input at
-        // the output channel).
-        const int o_vectors = vectors_for(g.out_channels, vw);
-        const int k = static_cast<int>(g.kernel);
-        const int group_inputs = static_cast<int>(g.in_channels / g.groups);
-        const std::vector<int> o_blocks = divisors(o_vectors, 4), i_blocks = divisors(group_inputs, registers(context));
-        int i_block = std::max(1, (registers(context) - 4) / (o_blocks.back() * k));
-        while (group_inputs % i_block != 0) i_block--;
-        // `ky_unrolled`: the ky taps in the tile too, where it fits the registers, so that a conv
-        // with few channels (LeNet-5's conv1: one input, one vector of outputs, 5 accumulators
-        // for 5 kx taps) has enough independent accumulators to hide the FMA's latency.
-        const bool ky_fits = o_blocks.back() * i_block * k * k <= registers(context) - 4;
+        ScheduleParameters defaults;
+        ParameterSpace space;
+        weight_grad_choice(context, g, defaults, space);
         const ScheduleParameters p =
-            choose(context, conv_signature("conv2d_weight_grad", g, false),
-                   {{"batch_chunk", 8}, {"o_block", o_blocks.back()}, {"i_block", i_block}, {"ky_unrolled", ky_fits}},
-                   {{"batch_chunk", {1, 2, 4, 8, 16, 32}},
-                    {"o_block", o_blocks},
-                    {"i_block", i_blocks},
-                    {"ky_unrolled", ky_fits ? std::vector<int>{0, 1} : std::vector<int>{0}}});
-        w.compute_root();
-        w.vectorize(v[0], vw, TailStrategy::RoundUp);
-        RVar chunk("chunk"), within("within");
-        Var u("u");
-        Func partial =
-            w.update().split(r.z, chunk, within, p.at("batch_chunk"), TailStrategy::GuardWithIf).rfactor(chunk, u);
-        partial.compute_root();
-        const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
-        partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
-        Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
-        const bool ky_unrolled = p.at("ky_unrolled") != 0;
-        std::vector<Halide::VarOrRVar> order = {oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, u};
-        order.insert(ky_unrolled ? order.begin() + 2 : order.end() - 1, pv[3]);
-        Halide::Stage update = partial.update();
-        update.split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
-            .split(oo, ooo, ooi, p.at("o_block"), TailStrategy::RoundUp)
-            .split(pv[1], io, ii, p.at("i_block"), TailStrategy::RoundUp)
-            .reorder(order)
-            .vectorize(oi)
-            .unroll(pv[2])
-            .unroll(ii)
-            .unroll(ooi)
-            .parallel(u);
-        if (ky_unrolled) update.unroll(pv[3]);
-        w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
-        // A d_output computed here that only this sum reads (a fused pool's backward pass, with no
-        // input gradient: a network's first conv) is computed a chunk at a time just before the
-        // chunk's sum reads it, from the cache rather than memory: LeNet-5's conv1 wrote 3.2 MB of
-        // it a step and read it back.
-        if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
-            s.output_grad_stage.compute_at(partial, u).store_at(partial, u);
+            choose(context, conv_signature("conv2d_weight_grad", g, false), std::move(defaults), space);
+        check_winograd_tile("conv2d weight gradient", s.weight_grad_winograd.tile, p);
+        if (s.weight_grad_winograd.product.defined()) {
+            schedule_winograd_weight_grad(s, context, p);
+        } else {
+            schedule_direct_weight_grad(s, context, p);
         }
     }
     // Summed a row at a time in parallel: one serial chain of adds over every pixel of the batch

@@ -204,6 +204,10 @@ ConvAlgorithm conv2d_input_grad_algorithm(const Context&, const ConvGeometry&) {
     return {};
 }
 
+ConvAlgorithm conv2d_weight_grad_algorithm(const Context&, const ConvGeometry&) {
+    return {};
+}
+
 // conv2d_algorithm reads the weights as they are: a GPU library prepares none.
 void schedule_conv2d_preparation(Conv2dPreparationStages, const Context&) {
     throw std::logic_error("conv2d: prepared weights asked of a GPU schedule, whose algorithm reads them as they are");

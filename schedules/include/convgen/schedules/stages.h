@@ -110,6 +110,20 @@ inline ConvGeometry input_grad_as_conv(const ConvGeometry& g) {
     return t;
 }
 
+// The weight gradient of a 3x3 conv of stride 1 by Winograd's F(m x m, 3x3) transposed: the
+// forward pass's output block is A^T [U (.) V] A with U = G w G^T, so per tile the gradient of
+// the weights is G^T [(A dY A^T) (.) V] G, dY the tile's m x m block of the output gradient. Summed
+// over the batch's tiles before the outer transform, it is a matrix product per element (ex, ey)
+// of the transformed output gradient and input: (m + 2)^2 multiplies per tile, input and output
+// channel, not 9 m^2.
+struct WinogradWeightGradStages {
+    int tile = 0;               // m
+    Halide::Func input;         // V: (ci, ex, ey, tx, ty, n), the forward pass's
+    Halide::Func output_grad;   // A dY A^T: (co, ex, ey, tx, ty, n)
+    Halide::Func product;       // (co, ci, ex, ey): the sum over `reduction` of output_grad * input
+    Halide::RDom reduction;     // over (tx, ty, n)
+};
+
 struct Conv2dBackwardStages {
     ConvGeometry geometry;
     Halide::Func padded_input;        // the forward pass's zero-extended input, (c, x, y, n)
@@ -124,7 +138,10 @@ struct Conv2dBackwardStages {
     // conv's stages (input_grad_as_conv's geometry; `input_grad` is its output); else undefined.
     Conv2dForwardStages input_grad_winograd;
     Halide::Func weight_grad;  // (co, ci, kx, ky)
-    Halide::RDom weight_grad_reduction;
+    Halide::RDom weight_grad_reduction;  // the direct sum's
+    // Where the weight gradient is Winograd's (conv2d_weight_grad_algorithm), its stages; then
+    // `weight_grad` is the outer transform of their product, a pure Func.
+    WinogradWeightGradStages weight_grad_winograd;
     Halide::Func bias_grad;  // undefined without bias
     Halide::RDom bias_grad_reduction;
 };
