@@ -267,10 +267,14 @@ void compute_in_pool(Func conv, const PoolForwardStages& pool, bool inside_consu
 // channels), and its 36 transformed elements a tile cost more per multiply saved. It is offered
 // only where the conv is stored whole (not under a fused pool, whose rows would start mid-tile),
 // its output rounded up to whole tiles.
+bool winograd_offered(const ConvGeometry& g) {
+    return g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.padding >= 0 &&
+           g.out_width % 2 == 0 && g.out_height % 2 == 0;
+}
+
 void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_pool, ScheduleParameters& defaults,
                      ParameterSpace& space) {
-    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.padding >= 0 &&
-                         g.out_width % 2 == 0 && g.out_height % 2 == 0;
+    const bool offered = winograd_offered(g);
     space["winograd"] = offered ? std::vector<int>{0, 1} : std::vector<int>{0};
     // In training every step transforms the weights afresh: worth it while they are small. A
     // prediction reads them transformed once per change of the parameters (prepared weights), and
@@ -336,8 +340,7 @@ void check_winograd_tile(const char* stage, int defined, const ScheduleParameter
 // layer1 (16, 32x32) 2.16 -> 2.5-2.9, its transforms as costly as its product.
 void weight_grad_winograd_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
                                  ParameterSpace& space) {
-    const bool offered = g.kernel == 3 && g.stride == 1 && g.dilation == 1 && g.groups == 1 && g.padding >= 0 &&
-                         g.out_width % 2 == 0 && g.out_height % 2 == 0;
+    const bool offered = winograd_offered(g);
     space["winograd"] = offered ? std::vector<int>{0, 1} : std::vector<int>{0};
     defaults["winograd"] = offered && g.in_channels >= 32 && g.out_channels >= 32 ? 1 : 0;
     if (!offered) return;
@@ -488,6 +491,21 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     return inside_consumer;
 }
 
+// A weight gradient's sum over the batch (`sum`'s update, its last RVar `batch`) split into chunks of
+// `chunk` images whose partial sums (the returned Func, its last Var the chunk) are computed in
+// parallel, then added; both vectorised over the output channels.
+Func summed_over_batch_chunks(Func sum, const RVar& batch, int chunk, const RVar& within, int vw) {
+    const Var o = sum.args()[0];
+    sum.compute_root().vectorize(o, vw, TailStrategy::RoundUp);
+    RVar chunks("chunks");
+    Var u("u");
+    Func partial = sum.update().split(batch, chunks, within, chunk, TailStrategy::GuardWithIf).rfactor(chunks, u);
+    partial.compute_root();
+    partial.vectorize(partial.args()[0], vw, TailStrategy::RoundUp).parallel(u);
+    sum.update().vectorize(o, vw, TailStrategy::RoundUp);
+    return partial;
+}
+
 // The direct sum's weight gradient dW(o, i, kx, ky) (`batch_chunk`, `o_block`, `i_block`,
 // `ky_unrolled`) and Winograd's (weight_grad_winograd_choice).
 void weight_grad_choice(const Context& context, const ConvGeometry& g, ScheduleParameters& defaults,
@@ -517,21 +535,15 @@ void weight_grad_choice(const Context& context, const ConvGeometry& g, ScheduleP
 
 // dW(o, i, kx, ky) as the direct sum: vectors over o, the kx (and maybe ky) taps unrolled so one
 // d_output vector feeds k (k * k) FMAs; the batch is split into chunks reduced in parallel, then
-// summed.
-void schedule_direct_weight_grad(Conv2dBackwardStages s, const Context& context, const ScheduleParameters& p) {
+// summed. Returns the loop over the chunks.
+Halide::LoopLevel schedule_direct_weight_grad(const Conv2dBackwardStages& s, const Context& context,
+                                              const ScheduleParameters& p) {
     const int vw = context.vector_width();
-    Func w = s.weight_grad;
-    const std::vector<Var> v = w.args();
     const auto& r = s.weight_grad_reduction;
-    w.compute_root();
-    w.vectorize(v[0], vw, TailStrategy::RoundUp);
-    RVar chunk("chunk"), within("within");
-    Var u("u");
-    Func partial =
-        w.update().split(r.z, chunk, within, p.at("batch_chunk"), TailStrategy::GuardWithIf).rfactor(chunk, u);
-    partial.compute_root();
+    RVar within("within");
+    Func partial = summed_over_batch_chunks(s.weight_grad, r.z, p.at("batch_chunk"), within, vw);
     const std::vector<Var> pv = partial.args();  // (o, i, kx, ky, u)
-    partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(u);
+    const Var& u = pv[4];
     Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
     const bool ky_unrolled = p.at("ky_unrolled") != 0;
     std::vector<Halide::VarOrRVar> order = {oi, pv[2], ii, ooi, r.x, r.y, within, ooo, io, u};
@@ -547,23 +559,17 @@ void schedule_direct_weight_grad(Conv2dBackwardStages s, const Context& context,
         .unroll(ooi)
         .parallel(u);
     if (ky_unrolled) update.unroll(pv[3]);
-    w.update().vectorize(v[0], vw, TailStrategy::RoundUp);
-    // A d_output computed here that only this sum reads (a fused pool's backward pass, with no
-    // input gradient: a network's first conv) is computed a chunk at a time just before the
-    // chunk's sum reads it, from the cache rather than memory: LeNet-5's conv1 wrote 3.2 MB of
-    // it a step and read it back.
-    if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
-        s.output_grad_stage.compute_at(partial, u).store_at(partial, u);
-    }
+    return Halide::LoopLevel(partial, u);
 }
 
 // Winograd's weight gradient (WinogradWeightGradStages): the product over the batch's tiles split
 // into chunks of images summed in parallel, then added; each chunk's V and transformed output
 // gradient computed just before its sums read them, each element's values contiguous, so that
 // the product per element streams through them with a register tile of output-channel vectors by
-// broadcast input channels. The outer transform G^T M G per channel pair at the end.
-void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& context,
-                                   const ScheduleParameters& p) {
+// broadcast input channels. The outer transform G^T M G per channel pair at the end. Returns the
+// loop over the chunks.
+Halide::LoopLevel schedule_winograd_weight_grad(const Conv2dBackwardStages& s, const Context& context,
+                                                const ScheduleParameters& p) {
     const int vw = context.vector_width();
     const WinogradWeightGradStages& w = s.weight_grad_winograd;
     const int elements = w.tile + 2;
@@ -571,9 +577,10 @@ void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& contex
 
     Func dw = s.weight_grad;
     const std::vector<Var> v = dw.args();  // (o, i, kx, ky)
+    const int k = static_cast<int>(s.geometry.kernel);
     dw.compute_root()
-        .bound(v[2], 0, 3)
-        .bound(v[3], 0, 3)
+        .bound(v[2], 0, k)
+        .bound(v[3], 0, k)
         .reorder(v[0], v[2], v[3], v[1])
         .vectorize(v[0], vw, TailStrategy::RoundUp)
         .unroll(v[2])
@@ -582,16 +589,10 @@ void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& contex
 
     Func product = w.product;
     const std::vector<Var> m = product.args();  // (o, i, ex, ey)
-    product.compute_root().bound(m[2], 0, elements).bound(m[3], 0, elements);
-    product.vectorize(m[0], vw, TailStrategy::RoundUp);
-    RVar chunk("chunk"), within("within");
-    Var u("u");
-    Func partial = product.update()
-                       .split(r.z, chunk, within, p.at("winograd_batch_chunk"), TailStrategy::GuardWithIf)
-                       .rfactor(chunk, u);
-    partial.compute_root();
+    product.bound(m[2], 0, elements).bound(m[3], 0, elements);
+    RVar within("within");
+    Func partial = summed_over_batch_chunks(product, r.z, p.at("winograd_batch_chunk"), within, vw);
     const std::vector<Var> pv = partial.args();  // (o, i, ex, ey, u)
-    partial.vectorize(pv[0], vw, TailStrategy::RoundUp).parallel(pv[4]);
     Var oo("oo"), oi("oi"), ooo("ooo"), ooi("ooi"), io("io"), ii("ii");
     partial.update()
         .split(pv[0], oo, oi, vw, TailStrategy::RoundUp)
@@ -602,7 +603,6 @@ void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& contex
         .unroll(ii)
         .unroll(ooi)
         .parallel(pv[4]);
-    product.update().vectorize(m[0], vw, TailStrategy::RoundUp);
 
     // (c, ex, ey, tx, ty, n), a vector of channels through all of a tile's elements, which share
     // their loads and their pass along x. Stored (`winograd_layout`) 0: each element's values
@@ -625,10 +625,7 @@ void schedule_winograd_weight_grad(Conv2dBackwardStages s, const Context& contex
             .unroll(t[1])
             .unroll(t[2]);
     }
-    // A d_output computed in this kernel only for this sum: a chunk at a time, as the direct sum's.
-    if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
-        s.output_grad_stage.compute_at(partial, pv[4]).store_at(partial, pv[4]);
-    }
+    return Halide::LoopLevel(partial, pv[4]);
 }
 
 }  // namespace
@@ -792,10 +789,15 @@ bool schedule_conv2d_backward(Conv2dBackwardStages s, const Context& context, bo
         const ScheduleParameters p =
             choose(context, conv_signature("conv2d_weight_grad", g, false), std::move(defaults), space);
         check_winograd_tile("conv2d weight gradient", s.weight_grad_winograd.tile, p);
-        if (s.weight_grad_winograd.product.defined()) {
-            schedule_winograd_weight_grad(s, context, p);
-        } else {
-            schedule_direct_weight_grad(s, context, p);
+        const Halide::LoopLevel chunk = s.weight_grad_winograd.product.defined()
+                                            ? schedule_winograd_weight_grad(s, context, p)
+                                            : schedule_direct_weight_grad(s, context, p);
+        // A d_output computed here that only this sum reads (a fused pool's backward pass, with no
+        // input gradient: a network's first conv) is computed a chunk at a time just before the
+        // chunk's sum reads it, from the cache rather than memory: LeNet-5's conv1 wrote 3.2 MB of
+        // it a step and read it back.
+        if (s.output_grad_stage.defined() && !s.input_grad.defined()) {
+            s.output_grad_stage.compute_at(chunk).store_at(chunk);
         }
     }
     // Summed a row at a time in parallel: one serial chain of adds over every pixel of the batch
