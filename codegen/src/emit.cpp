@@ -460,9 +460,10 @@ nlohmann::json manifest(const Model& model, const std::string& library, const st
 std::vector<TargetChoice> default_x86_targets() {
     using Halide::Target;
     const Target base = Target("x86-64-linux").with_feature(Target::UserContext).with_feature(Target::NoRuntime);
+    // The features of cmake/ConvgenAddModel.cmake's targets, which key the schedule database: a
+    // generator run by hand finds the entries a build's tuning stored.
     return {
         {base.with_feature(Target::AVX512_Skylake)
-             .with_feature(Target::AVX512)
              .with_feature(Target::AVX2)
              .with_feature(Target::FMA)
              .with_feature(Target::F16C)
