@@ -309,15 +309,16 @@ int winograd_tile(const ScheduleParameters& p) {
     return p.at("winograd") != 0 ? p.at("winograd_outputs") : 0;
 }
 
-// The algorithm stored under `signature` for a conv of geometry `g` (winograd_choice's
-// parameters only), else the heuristics'.
-ConvAlgorithm stored_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool,
-                               const std::string& signature) {
+// The algorithm stored under `signature` (the parameters `choose_winograd` offers, only), else the
+// heuristics'; its reduction reads its weights in blocks of `weight_block` output channels.
+template <typename WinogradChoice>
+ConvAlgorithm stored_algorithm(const Context& context, const std::string& signature, int weight_block,
+                               WinogradChoice choose_winograd) {
     if (context.unscheduled) return {};
     ScheduleParameters defaults;
     ParameterSpace space;
-    winograd_choice(context, g, fused_pool, defaults, space);
-    return {context.vector_width(), winograd_tile(stored_or_default(context, signature, std::move(defaults), space))};
+    choose_winograd(defaults, space);
+    return {weight_block, winograd_tile(stored_or_default(context, signature, std::move(defaults), space))};
 }
 
 // Where a schedule's parameters disagree with the algorithm its stages were defined with.
@@ -367,23 +368,26 @@ void weight_grad_winograd_choice(const Context& context, const ConvGeometry& g, 
 }  // namespace
 
 ConvAlgorithm conv2d_algorithm(const Context& context, const ConvGeometry& g, bool fused_pool) {
-    return stored_algorithm(context, g, fused_pool, conv_forward_signature(context, g, fused_pool));
+    return stored_algorithm(context, conv_forward_signature(context, g, fused_pool), context.vector_width(),
+                            [&](ScheduleParameters& defaults, ParameterSpace& space) {
+                                winograd_choice(context, g, fused_pool, defaults, space);
+                            });
 }
 
 // The input gradient as Winograd's conv of the output gradient (input_grad_as_conv) where
 // winograd_choice offers that conv, under the input gradient's own key.
 ConvAlgorithm conv2d_input_grad_algorithm(const Context& context, const ConvGeometry& g) {
-    return stored_algorithm(context, input_grad_as_conv(g), false, conv_signature("conv2d_input_grad", g, false));
+    return stored_algorithm(context, conv_signature("conv2d_input_grad", g, false), context.vector_width(),
+                            [&](ScheduleParameters& defaults, ParameterSpace& space) {
+                                winograd_choice(context, input_grad_as_conv(g), false, defaults, space);
+                            });
 }
 
 ConvAlgorithm conv2d_weight_grad_algorithm(const Context& context, const ConvGeometry& g) {
-    if (context.unscheduled) return {};
-    ScheduleParameters defaults;
-    ParameterSpace space;
-    weight_grad_winograd_choice(context, g, defaults, space);
-    const ScheduleParameters p =
-        stored_or_default(context, conv_signature("conv2d_weight_grad", g, false), std::move(defaults), space);
-    return {0, winograd_tile(p)};
+    return stored_algorithm(context, conv_signature("conv2d_weight_grad", g, false), 0,
+                            [&](ScheduleParameters& defaults, ParameterSpace& space) {
+                                weight_grad_winograd_choice(context, g, defaults, space);
+                            });
 }
 
 namespace {
