@@ -201,21 +201,27 @@ TailStrategy channel_tail(int64_t channels, int vector_width) {
 // f(c) = 0; f(c) += e(c, r): a per-channel sum over the batch, r = (x, y, n) for images or (n)
 // for features. Images are summed a row at a time in parallel, then the row sums are added up:
 // parallel, and more accurate than one long serial sum. `tail`: RoundUp where e is defined past
-// the last channel.
-void channel_sum(Func f, TailStrategy tail, const Context& context) {
+// the last channel. Returns the row sums' Func (undefined for features), whose update loops over
+// `channel_sum_row()` inside the parallel images.
+Var channel_sum_row() {
+    return Var("rows_y");
+}
+
+Func channel_sum(Func f, TailStrategy tail, const Context& context) {
     const int vw = context.vector_width();
     const Var c = f.args()[0];
     f.compute_root().vectorize(c, vw, tail);
     const std::vector<RVar> r = f.rvars();
     if (r.size() != 3) {
         f.update().vectorize(c, vw, tail);
-        return;
+        return Func();
     }
-    Var rows_y("rows_y"), rows_n("rows_n"), ci("ci"), co("co");
+    Var rows_y = channel_sum_row(), rows_n("rows_n"), ci("ci"), co("co");
     Func rows = f.update().rfactor({{r[1], rows_y}, {r[2], rows_n}});
     rows.compute_root().vectorize(c, vw, tail).parallel(rows_n);
     rows.update().split(c, co, ci, vw, tail).reorder(ci, r[0], co, rows_y, rows_n).vectorize(ci).parallel(rows_n);
     f.update().vectorize(c, vw, tail);
+    return rows;
 }
 
 // A conv fused into its max pool: the pool owns the loop nest and the conv rows one pool row needs
@@ -1062,8 +1068,11 @@ void schedule_batch_norm_backward(BatchNormBackwardStages s, const Context& cont
     if (context.unscheduled) return;
     s.rstd.compute_root();
     const TailStrategy tail = channel_tail(s.channels, context.vector_width());
-    channel_sum(s.grad_sum, tail, context);
-    channel_sum(s.grad_dot_normalised, tail, context);
+    Func sum_rows = channel_sum(s.grad_sum, tail, context);
+    Func dot_rows = channel_sum(s.grad_dot_normalised, tail, context);
+    // Both sums of a row in one loop, while the row (and the output gradient it recomputes) is in
+    // L1: one pass over the batch instead of two.
+    if (sum_rows.defined()) dot_rows.update().compute_with(sum_rows.update(), channel_sum_row());
     // The input gradient is pointwise once the sums are known: it is computed inside the
     // kernel's output copy rather than stored and copied.
 }
