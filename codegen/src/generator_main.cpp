@@ -8,9 +8,11 @@
 //       measures schedule candidates on this machine for the first of the targets it runs, and
 //       writes the winners into the schedule database FILE (created, or updated in place).
 //   <generator> --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]
-//               [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]
+//               [--only training|inference] [--autoschedulers A,B,...] [--print-schedules]
+//               [--targets TARGET:SUFFIX,...]
 //       times every kernel under convgen's schedules and under Halide's autoschedulers
-//       (Mullapudi2016, Adams2019, Li2018), and prints the table.
+//       (Mullapudi2016, Adams2019, Li2018), and prints the table (and, with --print-schedules,
+//       each autoscheduler's schedule as C++ source).
 //   <generator> --plan-remote-tuning DIR --targets TARGET:SUFFIX [--model NAME] [--schedules FILE]
 //               [--candidates K] [--only training|inference] [--seed S]
 //       for a target this machine does not run (CUDA): writes DIR/plan.json and the candidate
@@ -49,7 +51,8 @@ int usage(const char* program) {
         "       {0} --tune FILE [--model NAME] [--budget SECONDS] [--batch N] [--only training|inference]\n"
         "              [--warm-caches | --cold-caches] [--targets TARGET:SUFFIX,...]\n"
         "       {0} --compare-autoschedulers [--model NAME] [--schedules FILE] [--batch N]\n"
-        "              [--only training|inference] [--autoschedulers A,B,...] [--targets TARGET:SUFFIX,...]\n"
+        "              [--only training|inference] [--autoschedulers A,B,...] [--print-schedules]\n"
+        "              [--targets TARGET:SUFFIX,...]\n"
         "       {0} --plan-remote-tuning DIR --targets TARGET:SUFFIX [--model NAME] [--schedules FILE]\n"
         "              [--candidates K] [--only training|inference] [--seed S]\n"
         "       {0} --choose-remote-tuning DIR --tune FILE\n",
@@ -232,6 +235,8 @@ int main(int argc, char** argv) {
                 compare = true;
             else if (arg == "--autoschedulers")
                 compare_options.autoschedulers = split(value(), ',');
+            else if (arg == "--print-schedules")
+                compare_options.print_schedules = true;
             else if (arg == "--warm-caches")
                 tune_options.caches = schedules::TuneOptions::Caches::warm;
             else if (arg == "--cold-caches")

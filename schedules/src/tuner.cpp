@@ -847,7 +847,10 @@ std::vector<KernelComparison> compare_with_autoschedulers(const Model& model, co
             try {
                 LoweredPipeline bare = theirs.build(static_cast<int>(k), jit);
                 set_estimates(bare, buffers);
-                bare.pipeline.auto_schedule(name, jit, machine);
+                const Halide::AutoSchedulerResults chosen = bare.pipeline.auto_schedule(name, jit, machine);
+                if (options.print_schedules && options.progress) {
+                    options.progress(fmt::format("{}'s schedule of {}:\n{}", name, row.kernel, chosen.schedule_source));
+                }
                 const double ms = run_timed(bare, buffers, jit, options.repeats);
                 if (!same_outputs(reference, buffers.outputs())) throw std::runtime_error("computed other numbers");
                 row.autoscheduled_ms[name] = ms;

@@ -94,6 +94,7 @@ struct AutoschedulerOptions {
     std::vector<std::string> autoschedulers = {"Mullapudi2016", "Adams2019", "Li2018"};
     std::string plugin_dir = "/usr/lib/x86_64-linux-gnu/halide14";
     std::function<void(const std::string&)> progress;  // a line per kernel
+    bool print_schedules = false;  // progress also gets each autoscheduler's schedule, as C++ source
 };
 
 struct KernelComparison {
