@@ -304,6 +304,11 @@ void winograd_choice(const Context& context, const ConvGeometry& g, bool fused_p
     space["winograd_tile_x"] = tile_widths;
     space["winograd_channel_block"] = divisors(channel_vectors, (registers(context) - 1) / 2);
     space["winograd_whole"] = {0, 1};
+    // `winograd_input_per_row` (rows of tiles only): the zero-extended input copied for each row
+    // of tiles, just before its transform reads it from the L1 cache, rather than whole at root
+    // and read back from memory (m + 2 rows copied for m).
+    space["winograd_input_per_row"] = {0, 1};
+    defaults["winograd_input_per_row"] = 1;
     defaults["winograd_tile_x"] = tile.tile_x;
     defaults["winograd_channel_block"] = tile.channel_block;
     // Measured at batch 1 (ResNet-18): whole on 14x14 maps (256 channels), rows on 28x28 and up.
@@ -421,7 +426,6 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     const int side = w.tile, elements = side + 2;
 
     if (!s.weights_prepared) schedule_winograd_weight(w.weight, vw, elements);
-    copy_at_root(s.padded_input, vw, g.in_channels);
 
     Func out = s.output;
     const std::vector<Var> v = out.args();
@@ -483,6 +487,11 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
     } else {
         input.compute_at(tile_row);
         stored.compute_at(tile_row).reorder(mci, txi, coi, txo, coo, ex, ey, ty, mn);
+        if (p.at("winograd_input_per_row")) {
+            Func padded = s.padded_input;
+            padded.compute_at(tile_row);
+            vectorize_copy(padded, vw, g.in_channels);
+        }
         // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
         // two blocks went through the library's allocator (the conv3x3 layer: 4,096 a call; 1.1x
         // slower when it took one lock for every thread).
@@ -494,6 +503,7 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
             stored.store_in(Halide::MemoryType::Stack);
         }
     }
+    if (whole || !p.at("winograd_input_per_row")) copy_at_root(s.padded_input, vw, g.in_channels);
     product.compute_at(stored, txo);
     const std::vector<Var> t = product.args();
     product.vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
