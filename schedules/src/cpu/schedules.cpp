@@ -478,6 +478,7 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
         .unroll(txi)
         .unroll(coi);
     if (whole) {
+        copy_at_root(s.padded_input, vw, g.in_channels);
         input.compute_root().fuse(vi[4], vi[5], rows).parallel(rows);
         stored.compute_root()
             .reorder(mci, txi, coi, txo, ty, mn, coo, ex, ey)
@@ -491,6 +492,8 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
             Func padded = s.padded_input;
             padded.compute_at(tile_row);
             vectorize_copy(padded, vw, g.in_channels);
+        } else {
+            copy_at_root(s.padded_input, vw, g.in_channels);
         }
         // A row's V and M on the stack up to 512 KB (README: Threads): from the heap, each row's
         // two blocks went through the library's allocator (the conv3x3 layer: 4,096 a call; 1.1x
@@ -503,7 +506,6 @@ bool schedule_winograd_forward(const Conv2dForwardStages& s, const Context& cont
             stored.store_in(Halide::MemoryType::Stack);
         }
     }
-    if (whole || !p.at("winograd_input_per_row")) copy_at_root(s.padded_input, vw, g.in_channels);
     product.compute_at(stored, txo);
     const std::vector<Var> t = product.args();
     product.vectorize(t[0], vw).unroll(t[0]).unroll(t[3]);
